@@ -1,0 +1,33 @@
+# The README's two commands: `make demo`, then `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+export MLFS_HOME ?= $(CURDIR)/.mlfs
+export DAGSTER_HOME ?= $(MLFS_HOME)/dagster
+
+.PHONY: install demo test dev benchmark clean
+
+install: $(VENV)/.installed
+
+# uv resolves and installs the pinned ranges in seconds; pip alone takes minutes.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check "uv>=0.5,<1"
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[test]'
+	touch $@
+
+demo: install
+	$(BIN)/mlfs demo
+
+test: install
+	$(BIN)/pytest
+
+dev: install
+	$(BIN)/mlfs init
+	$(BIN)/dagster dev -w workspace.yaml
+
+benchmark: install
+	$(BIN)/python benchmarks/backfill_stages.py
+
+clean:
+	rm -rf $(MLFS_HOME)

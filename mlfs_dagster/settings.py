@@ -1,0 +1,41 @@
+"""Where the system keeps its data: everything lives under one folder, MLFS_HOME.
+
+Each location can be pointed elsewhere by its own environment variable (production: PostgreSQL
+catalog, S3 warehouse and landing zone, an MLflow server); unset, all are embedded under MLFS_HOME.
+"""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def mlfs_home() -> Path:
+    return Path(os.environ.get("MLFS_HOME") or PROJECT_ROOT / ".mlfs").resolve()
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    dagster_home: Path
+    catalog_uri: str
+    warehouse: str
+    landing: str
+    mlflow_tracking_uri: str
+    mlflow_artifacts: str
+    reports: Path
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        home = mlfs_home()
+        return cls(
+            home=home,
+            dagster_home=Path(os.environ.get("DAGSTER_HOME") or home / "dagster"),
+            catalog_uri=os.environ.get("MLFS_CATALOG_URI") or f"sqlite:///{home}/iceberg/catalog.db",
+            warehouse=os.environ.get("MLFS_WAREHOUSE") or f"file://{home}/iceberg/warehouse",
+            landing=os.environ.get("MLFS_LANDING") or str(home / "landing"),
+            mlflow_tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home}/mlflow/mlflow.db",
+            mlflow_artifacts=os.environ.get("MLFS_MLFLOW_ARTIFACTS") or str(home / "mlflow" / "artifacts"),
+            reports=Path(os.environ.get("MLFS_REPORTS") or home / "reports"),
+        )
