@@ -7,6 +7,8 @@ the history they need.
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pyarrow as pa
 
 from mlfs_dagster.core.engine import connect
@@ -14,10 +16,10 @@ from mlfs_dagster.core.offline_store import OfflineStore, TimeRange
 from mlfs_dagster.core.specs import FeatureGroupSpec, FeatureInput
 
 
-def input_range(feature_input: FeatureInput, time_range: TimeRange, first_day_start) -> TimeRange:
+def input_range(feature_input: FeatureInput, time_range: TimeRange, history_start: dt.datetime) -> TimeRange:
     """The instants of an input a range of the group reads: widened by lookback, cut by lag."""
     start = (
-        first_day_start
+        history_start
         if feature_input.lookback_days is None
         else time_range.shifted(start_days=-feature_input.lookback_days).start
     )
@@ -25,13 +27,13 @@ def input_range(feature_input: FeatureInput, time_range: TimeRange, first_day_st
 
 
 def load_inputs(
-    store: OfflineStore, spec: FeatureGroupSpec, time_range: TimeRange, first_day_start
+    store: OfflineStore, spec: FeatureGroupSpec, time_range: TimeRange, history_start: dt.datetime
 ) -> dict[str, pa.Table]:
     """Each input's rows over its range, as Arrow; missing input tables read as empty."""
     inputs = {}
     for feature_input in spec.inputs:
         source = feature_input.source
-        read_range = input_range(feature_input, time_range, first_day_start)
+        read_range = input_range(feature_input, time_range, history_start)
         inputs[feature_input.name] = (
             store.read_range(source.table, source.time_column, read_range)
             if store.exists(source.table) and read_range.start < read_range.end

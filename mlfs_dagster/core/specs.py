@@ -30,6 +30,7 @@ class SourceSpec:
     time_column: str
     keys: tuple[str, ...]
     owner: str
+    rows_every_day: bool = False  # an empty day is an incident, not a quiet day
 
     @property
     def schema(self) -> pa.Schema:

@@ -23,6 +23,7 @@ TRANSACTIONS = SourceSpec(
     time_column="event_time",
     keys=("transaction_id",),
     owner=OWNER,
+    rows_every_day=True,
 )
 
 CARD_PROFILES = SourceSpec(

@@ -1,0 +1,67 @@
+"""The stores, as Dagster resources: thin configurable handles onto the core's store classes.
+
+Configuration comes from the environment (see `settings.Settings`): unset, everything is embedded under
+MLFS_HOME; in production the same code points at PostgreSQL, S3 and an MLflow server.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dagster import ConfigurableResource
+from pydantic import Field
+
+from mlfs_dagster.core.landing import LandingZone
+from mlfs_dagster.core.offline_store import OfflineStore
+from mlfs_dagster.core.registry import ModelRegistry
+from mlfs_dagster.settings import Settings
+
+
+class OfflineStoreResource(ConfigurableResource):
+    """Iceberg tables (pyiceberg SQL catalog): raw data, feature groups, training sets, predictions."""
+
+    catalog_uri: str = Field(description="SQLAlchemy URI of the Iceberg SQL catalog.")
+    warehouse: str = Field(description="Where table data and metadata files live (file:// or s3://).")
+
+    def open(self) -> OfflineStore:
+        return OfflineStore(self.catalog_uri, self.warehouse)
+
+
+class LandingZoneResource(ConfigurableResource):
+    """Daily files from upstream systems: a local folder or an s3:// prefix."""
+
+    root: str = Field(description="Folder or s3:// URI holding <source>/date=YYYY-MM-DD/*.parquet.")
+
+    def open(self) -> LandingZone:
+        return LandingZone(self.root)
+
+
+class ModelRegistryResource(ConfigurableResource):
+    """MLflow tracking and model registry."""
+
+    tracking_uri: str = Field(description="MLflow tracking URI (sqlite:/// embedded, http:// for a server).")
+    artifact_location: str = Field(description="Where model artifacts are stored.")
+
+    def open(self) -> ModelRegistry:
+        return ModelRegistry(self.tracking_uri, self.artifact_location)
+
+
+class ReportStoreResource(ConfigurableResource):
+    """Folder for monitoring reports (Evidently HTML)."""
+
+    root: str = Field(description="Folder that receives report files.")
+
+    def path(self, *parts: str) -> Path:
+        return Path(self.root, *parts)
+
+
+def resources_from_env(settings: Settings | None = None) -> dict[str, ConfigurableResource]:
+    settings = settings or Settings.from_env()
+    return {
+        "offline_store": OfflineStoreResource(catalog_uri=settings.catalog_uri, warehouse=settings.warehouse),
+        "landing_zone": LandingZoneResource(root=settings.landing),
+        "model_registry": ModelRegistryResource(
+            tracking_uri=settings.mlflow_tracking_uri, artifact_location=settings.mlflow_artifacts
+        ),
+        "report_store": ReportStoreResource(root=str(settings.reports)),
+    }
