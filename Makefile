@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 export MLFS_HOME ?= $(CURDIR)/.mlfs
 export DAGSTER_HOME ?= $(MLFS_HOME)/dagster
+# Evidently and MLflow take seconds to import without cached bytecode; let Python write it in .venv.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: install demo test dev benchmark clean
 

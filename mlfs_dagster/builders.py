@@ -4,7 +4,6 @@ A new source or feature group is a spec (and, for a group, a query); these funct
 partitioned asset, blocking checks, a column schema and per-partition row counts in the UI.
 """
 
-from __future__ import annotations
 
 import pyarrow as pa
 from dagster import (

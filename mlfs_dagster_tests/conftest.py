@@ -1,0 +1,79 @@
+"""A small simulated world, built once per test session through real Dagster runs on embedded stores."""
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from mlfs_dagster.fraud.simulator import SimulationConfig, simulate
+from mlfs_dagster.settings import Settings
+
+START = dt.date(2026, 1, 1)
+DAYS = 45
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def day(number: int) -> dt.date:
+    """Day `number` of the simulation, 1-based."""
+    return START + dt.timedelta(days=number - 1)
+
+
+@dataclass
+class World:
+    home: Path
+    settings: Settings
+    instance: object
+    defs: object
+
+    def materialize(self, selection, days: tuple[dt.date, dt.date] | None = None, resources=None, tags=None):
+        from dagster import materialize
+
+        range_tags = (
+            {"dagster/asset_partition_range_start": days[0].isoformat(),
+             "dagster/asset_partition_range_end": days[1].isoformat()}
+            if days else {}
+        )
+        return materialize(
+            [*self.defs.assets, *self.defs.asset_checks],
+            selection=selection,
+            resources={**self.defs.resources, **(resources or {})},
+            instance=self.instance,
+            tags={**range_tags, **(tags or {})},
+            run_config=QUIET,
+            raise_on_error=False,
+        )
+
+    def store(self):
+        from mlfs_dagster.core.offline_store import OfflineStore
+
+        return OfflineStore(self.settings.catalog_uri, self.settings.warehouse)
+
+
+def point_environment_at(home: Path) -> Settings:
+    """Every store embedded under `home`, as a fresh MLFS_HOME would be."""
+    for name in ("MLFS_CATALOG_URI", "MLFS_WAREHOUSE", "MLFS_LANDING", "MLFLOW_TRACKING_URI",
+                 "MLFS_MLFLOW_ARTIFACTS", "MLFS_REPORTS", "DAGSTER_HOME"):
+        os.environ.pop(name, None)
+    os.environ["MLFS_HOME"] = str(home)
+    os.environ["MLFS_START_DATE"] = START.isoformat()
+    return Settings.from_env()
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory) -> World:
+    """45 simulated days with a high fraud rate (so a tiny set still trains), raw to model, in real runs."""
+    from dagster import AssetSelection, DagsterInstance
+
+    home = tmp_path_factory.mktemp("mlfs_home")
+    settings = point_environment_at(home)
+    simulate(SimulationConfig(start_date=START, days=DAYS, cards=300, merchants=60, transactions_per_day=500,
+                              fraud_rate=0.03, seed=11), Path(settings.landing))
+    from mlfs_dagster.definitions import defs
+
+    instance = DagsterInstance.ephemeral()
+    world = World(home, settings, instance, defs)
+    assert world.materialize(AssetSelection.groups("raw", "features"), (day(1), day(DAYS))).success
+    assert world.materialize(AssetSelection.groups("training", "models")).success
+    return world

@@ -1,0 +1,365 @@
+"""The card-fraud simulator: determinism, file layout and schemas, fraud patterns, drift injection, CLI."""
+
+import argparse
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from mlfs_dagster.fraud.simulator import (
+    NEW_COUNTRIES,
+    SOURCES,
+    DriftSpec,
+    SimulationConfig,
+    add_arguments,
+    config_from_args,
+    simulate,
+)
+
+START = dt.date(2026, 1, 1)
+SMALL = SimulationConfig(
+    start_date=START, days=12, cards=300, merchants=200, transactions_per_day=600, fraud_rate=0.02, seed=11
+)
+DRIFT_START = START + dt.timedelta(days=6)
+TS = pa.timestamp("us", tz="UTC")
+EXPECTED_SCHEMAS = {
+    "transactions": pa.schema(
+        [
+            ("transaction_id", pa.string()),
+            ("card_id", pa.string()),
+            ("merchant_id", pa.string()),
+            ("event_time", TS),
+            ("amount", pa.float64()),
+            ("channel", pa.string()),
+            ("country", pa.string()),
+            ("card_present", pa.bool_()),
+        ]
+    ),
+    "card_profiles": pa.schema(
+        [
+            ("card_id", pa.string()),
+            ("event_time", TS),
+            ("card_type", pa.string()),
+            ("credit_limit", pa.float64()),
+            ("home_country", pa.string()),
+            ("status", pa.string()),
+        ]
+    ),
+    "merchants": pa.schema(
+        [
+            ("merchant_id", pa.string()),
+            ("event_time", TS),
+            ("name", pa.string()),
+            ("category", pa.string()),
+            ("country", pa.string()),
+        ]
+    ),
+    "fraud_reports": pa.schema(
+        [
+            ("report_id", pa.string()),
+            ("transaction_id", pa.string()),
+            ("reported_at", TS),
+            ("fraud_type", pa.string()),
+        ]
+    ),
+}
+TIME_COLUMN = {"transactions": "event_time", "card_profiles": "event_time", "merchants": "event_time"}
+TIME_COLUMN["fraud_reports"] = "reported_at"
+
+
+@pytest.fixture(scope="module")
+def landing(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("landing")
+    simulate(SMALL, path)
+    return path
+
+
+def file_hashes(landing: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(landing)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(landing.rglob("*"))
+        if path.is_file()
+    }
+
+
+def read(landing: Path, source: str) -> pd.DataFrame:
+    """All days of a source, with the date of the file each row came from."""
+    frames = [
+        pq.read_table(path).to_pandas().assign(file_date=dt.date.fromisoformat(path.parent.name[5:]))
+        for path in sorted((landing / source).glob("date=*/part-0.parquet"))
+    ]
+    return pd.concat(frames, ignore_index=True)
+
+
+def transactions_with_truth(landing: Path) -> pd.DataFrame:
+    truth = pq.read_table(landing / "_ground_truth" / "fraud.parquet").to_pandas()
+    return read(landing, "transactions").merge(truth, on="transaction_id", validate="one_to_one")
+
+
+def test_same_seed_gives_byte_identical_files(landing, tmp_path):
+    result = simulate(SMALL, tmp_path)
+    assert file_hashes(tmp_path) == file_hashes(landing)
+    assert all(len(files) == SMALL.days for files in result.files.values())
+    assert set(result.files) == set(SOURCES)
+
+
+def test_different_seed_gives_different_files(landing, tmp_path):
+    simulate(dataclasses.replace(SMALL, seed=12), tmp_path)
+    mine, theirs = file_hashes(tmp_path), file_hashes(landing)
+    assert all(mine[name] != theirs[name] for name in mine if name.startswith("transactions/"))
+
+
+def test_every_file_has_the_exact_schema(landing):
+    for source, schema in EXPECTED_SCHEMAS.items():
+        paths = sorted((landing / source).glob("date=*/part-0.parquet"))
+        assert len(paths) == SMALL.days, source
+        for path in paths:
+            assert pq.read_schema(path).equals(schema), path
+    truth = pq.read_schema(landing / "_ground_truth" / "fraud.parquet")
+    assert truth.equals(
+        pa.schema([("transaction_id", pa.string()), ("is_fraud", pa.bool_()), ("fraud_type", pa.string())])
+    )
+
+
+def test_every_time_falls_inside_its_file_date(landing):
+    for source, column in TIME_COLUMN.items():
+        frame = read(landing, source)
+        assert (frame[column].dt.date == frame["file_date"]).all(), source
+
+
+def test_transactions_are_unique_sorted_and_consistent(landing):
+    txns = read(landing, "transactions")
+    assert txns["transaction_id"].is_unique
+    for _, day in txns.groupby("file_date"):
+        assert len(day) > 0
+        ordered = day.sort_values(["event_time", "transaction_id"])
+        assert list(ordered.index) == list(day.index)
+    assert txns["file_date"].nunique() == SMALL.days
+    assert set(txns["channel"]) == {"pos", "online", "atm"}
+    assert (txns["card_present"] == (txns["channel"] != "online")).all()
+    assert (txns["amount"] > 0).all()
+    assert (txns["amount"].round(2) == txns["amount"]).all()
+    assert not set(txns["country"]) & set(NEW_COUNTRIES)
+
+
+def test_fraud_share_is_about_the_fraud_rate(landing):
+    truth = pq.read_table(landing / "_ground_truth" / "fraud.parquet").to_pandas()
+    assert 0.5 * SMALL.fraud_rate < truth["is_fraud"].mean() < 1.5 * SMALL.fraud_rate
+    assert (truth["fraud_type"].isna() == ~truth["is_fraud"]).all()
+
+
+def test_fraud_reports_reference_written_transactions_and_arrive_1_to_30_days_later(landing):
+    txns = transactions_with_truth(landing)
+    reports = read(landing, "fraud_reports")
+    assert len(reports) > 0 and reports["report_id"].is_unique
+    joined = reports.merge(txns, on="transaction_id", how="left", validate="1:1", suffixes=("", "_txn"))
+    assert joined["event_time"].notna().all(), "a report references a transaction that was not written"
+    assert joined["is_fraud"].all()
+    assert (joined["fraud_type"] == joined["fraud_type_txn"]).all()
+    delay = joined["reported_at"] - joined["event_time"]
+    assert (delay >= pd.Timedelta(days=1)).all() and (delay <= pd.Timedelta(days=30)).all()
+    last_day = START + dt.timedelta(days=SMALL.days - 1)
+    assert (reports["reported_at"].dt.date <= last_day).all()
+
+
+def test_first_card_profiles_file_holds_every_card_at_midnight(landing):
+    profiles = read(landing, "card_profiles")
+    first = profiles[profiles["file_date"] == START]
+    assert len(first) == SMALL.cards and first["card_id"].is_unique
+    assert (first["event_time"] == pd.Timestamp(START, tz="UTC")).all()
+    later = profiles[profiles["file_date"] > START]
+    assert 0 < len(later) < SMALL.cards
+    assert set(later["card_id"]) <= set(first["card_id"])
+
+
+def test_merchants_only_transact_after_onboarding(landing):
+    merchants = read(landing, "merchants")
+    assert merchants["merchant_id"].is_unique
+    initial = merchants[merchants["file_date"] == START]
+    assert len(initial) == round(0.9 * SMALL.merchants)
+    assert (initial["event_time"] == pd.Timestamp(START, tz="UTC")).all()
+    onboarding = merchants.set_index("merchant_id")["event_time"]
+    txns = read(landing, "transactions")
+    assert txns["merchant_id"].isin(onboarding.index).all()
+    assert (txns["event_time"] > txns["merchant_id"].map(onboarding)).all()
+    assert txns["merchant_id"].isin(merchants.loc[merchants["file_date"] > START, "merchant_id"]).any()
+
+
+def test_card_testing_bursts_step_up_online_within_90_minutes(landing):
+    txns = transactions_with_truth(landing)
+    bursts = txns[txns["fraud_type"] == "card_testing_burst"].sort_values("event_time")
+    found = 0
+    for _, card in bursts.groupby("card_id"):
+        span = card["event_time"].iloc[-1] - card["event_time"].iloc[0]
+        if len(card) >= 3 and span <= pd.Timedelta(minutes=90):
+            assert (card["channel"] == "online").all()
+            assert card["amount"].is_monotonic_increasing
+            assert card["amount"].iloc[0] <= 5 and card["amount"].iloc[-1] >= 300
+            found += 1
+    assert found >= 2
+
+
+def test_impossible_travel_follows_a_home_purchase_within_3_hours(landing):
+    txns = transactions_with_truth(landing).sort_values("event_time")
+    home = read(landing, "card_profiles").drop_duplicates("card_id").set_index("card_id")["home_country"]
+    travel = txns[txns["fraud_type"] == "impossible_travel"]
+    assert len(travel) > 0 and travel["card_present"].all()
+    found = 0
+    for _, fraud in travel.drop_duplicates("card_id").iterrows():
+        before = txns[
+            (txns["card_id"] == fraud["card_id"])
+            & (txns["event_time"] >= fraud["event_time"] - pd.Timedelta(hours=3))
+            & (txns["event_time"] <= fraud["event_time"] - pd.Timedelta(hours=1))
+            & txns["card_present"]
+            & ~txns["is_fraud"]
+            & (txns["country"] == home[fraud["card_id"]])
+        ]
+        found += len(before) > 0 and fraud["country"] != home[fraud["card_id"]]
+    assert found >= 0.9 * travel["card_id"].nunique()
+
+
+def test_mean_shift_raises_amounts_from_its_start_and_leaves_earlier_files_unchanged(landing, tmp_path):
+    drifted = dataclasses.replace(SMALL, drifts=(DriftSpec(DRIFT_START, "mean_shift", ("amount",), 1.0),))
+    simulate(drifted, tmp_path)
+
+    def after_over_before(path: Path) -> float:
+        txns = read(path, "transactions")
+        after = txns["file_date"] >= DRIFT_START
+        return txns.loc[after, "amount"].mean() / txns.loc[~after, "amount"].mean()
+
+    assert after_over_before(tmp_path) > 1.6
+    assert 0.8 < after_over_before(landing) < 1.25
+    with_drift, without = file_hashes(tmp_path), file_hashes(landing)
+    earlier = [name for name in without if "date=" in name and name.split("date=")[1][:10] < str(DRIFT_START)]
+    assert len(earlier) == 4 * 6
+    assert all(with_drift[name] == without[name] for name in earlier)
+    later = [name for name in without if name.startswith("transactions/") and name not in earlier]
+    assert all(with_drift[name] != without[name] for name in later)
+    truth = json.loads((tmp_path / "_ground_truth" / "drift.json").read_text())
+    assert truth == {
+        "seed": 11,
+        "start_date": "2026-01-01",
+        "days": 12,
+        "drifts": [{"start": str(DRIFT_START), "kind": "mean_shift", "columns": ["amount"], "strength": 1.0}],
+    }
+
+
+def test_category_mix_moves_purchases_online_and_abroad_to_new_countries(landing, tmp_path):
+    drift = DriftSpec(DRIFT_START, "category_mix", ("channel", "country"))
+    simulate(dataclasses.replace(SMALL, drifts=(drift,)), tmp_path)
+    txns = read(tmp_path, "transactions")
+    after = txns["file_date"] >= DRIFT_START
+    online = txns["channel"] == "online"
+    assert online[after].mean() - online[~after].mean() > 0.3
+    new_country = txns["country"].isin(NEW_COUNTRIES)
+    assert not new_country[~after].any()
+    assert new_country[txns["file_date"] == DRIFT_START].mean() < 0.1  # the share grows over a week
+    assert new_country[txns["file_date"] == START + dt.timedelta(days=SMALL.days - 1)].mean() > 0.15
+
+
+def test_concept_change_turns_fraud_into_ordinary_looking_purchases(tmp_path):
+    simulate(dataclasses.replace(SMALL, drifts=(DriftSpec(DRIFT_START, "concept_change", ()),)), tmp_path)
+    txns = transactions_with_truth(tmp_path)
+    after = txns["file_date"] >= DRIFT_START
+    fraud_after = txns[after & txns["is_fraud"]]
+    assert len(fraud_after) > 0
+    assert (fraud_after["fraud_type"] == "counterfeit_card").all()
+    assert fraud_after["card_present"].all() and fraud_after["amount"].max() < 1_000
+    assert not (txns.loc[~after, "fraud_type"] == "counterfeit_card").any()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-02-14:mean_shift:amount", DriftSpec(dt.date(2026, 2, 14), "mean_shift", ("amount",), 1.0)),
+        ("2026-02-14:mean_shift:amount:1.5", DriftSpec(dt.date(2026, 2, 14), "mean_shift", ("amount",), 1.5)),
+        (
+            " 2026-02-14:category_mix:channel, country ",
+            DriftSpec(dt.date(2026, 2, 14), "category_mix", ("channel", "country")),
+        ),
+        ("2026-02-14:concept_change:-", DriftSpec(dt.date(2026, 2, 14), "concept_change", ())),
+        ("2026-02-14:concept_change::2", DriftSpec(dt.date(2026, 2, 14), "concept_change", (), 2.0)),
+    ],
+)
+def test_drift_spec_parses(text, expected):
+    assert DriftSpec.parse(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("mean_shift", "expected DATE:KIND:COLUMNS"),
+        ("2026-02-14:mean_shift:amount:1:2", "expected DATE:KIND:COLUMNS"),
+        ("2026-14-02:mean_shift:amount", "is not a date"),
+        ("2026-02-14:explode:amount", "unknown drift kind 'explode'"),
+        ("2026-02-14:mean_shift:colour", "cannot act on \\['colour'\\]"),
+        ("2026-02-14:mean_shift:channel", "cannot act on \\['channel'\\]"),
+        ("2026-02-14:category_mix:-", "needs at least one column"),
+        ("2026-02-14:mean_shift:amount:strong", "strength 'strong' is not a number"),
+        ("2026-02-14:mean_shift:amount:-1", "strength must be a positive number"),
+    ],
+)
+def test_drift_spec_rejects_bad_input_naming_the_problem(text, problem):
+    with pytest.raises(ValueError, match=problem):
+        DriftSpec.parse(text)
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"days": 0}, "days must be at least 1"),
+        ({"cards": 0}, "cards must be at least 1"),
+        ({"fraud_rate": 0.6}, "fraud_rate must be between 0 and 0.5"),
+        ({"fraud_rate": -0.1}, "fraud_rate must be between 0 and 0.5"),
+        ({"drifts": ("2026-02-14:mean_shift:amount",)}, "drifts must be DriftSpec values"),
+    ],
+)
+def test_config_rejects_bad_values(change, problem):
+    with pytest.raises(ValueError, match=problem):
+        dataclasses.replace(SMALL, **change)
+
+
+def test_rerun_with_fewer_days_leaves_no_stale_days_and_a_shorter_run_is_a_prefix(tmp_path):
+    (tmp_path / "other_source").mkdir()
+    simulate(dataclasses.replace(SMALL, days=10), tmp_path)
+    ten_days = file_hashes(tmp_path)
+    result = simulate(dataclasses.replace(SMALL, days=5), tmp_path)
+    for source in SOURCES:
+        assert len(list((tmp_path / source).iterdir())) == 5
+        assert len(result.files[source]) == 5
+    day_files = {name: digest for name, digest in file_hashes(tmp_path).items() if "date=" in name}
+    assert day_files == {name: ten_days[name] for name in day_files}
+    truth = pq.read_table(tmp_path / "_ground_truth" / "fraud.parquet").to_pandas()
+    assert len(truth) == result.rows["transactions"]
+    assert result.fraud_transactions == truth["is_fraud"].sum()
+    assert (tmp_path / "other_source").is_dir()
+
+
+def test_command_line_arguments_build_the_config():
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(
+        ["--start-date", "2026-03-01", "--days", "5", "--cards", "50", "--merchants", "20"]
+        + ["--transactions-per-day", "100", "--fraud-rate", "0.01", "--seed", "3"]
+        + ["--drift", "2026-03-03:mean_shift:amount:0.5", "--drift", "2026-03-04:concept_change:-"]
+    )
+    assert config_from_args(args) == SimulationConfig(
+        start_date=dt.date(2026, 3, 1),
+        days=5,
+        cards=50,
+        merchants=20,
+        transactions_per_day=100,
+        fraud_rate=0.01,
+        seed=3,
+        drifts=(
+            DriftSpec(dt.date(2026, 3, 3), "mean_shift", ("amount",), 0.5),
+            DriftSpec(dt.date(2026, 3, 4), "concept_change", ()),
+        ),
+    )
+    assert config_from_args(parser.parse_args([])) == SimulationConfig()
