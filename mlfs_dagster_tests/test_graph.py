@@ -19,10 +19,10 @@ def test_partitions_materialized_twice_have_the_same_rows(world):
     store = world.store()
     tables = [("raw.transactions", "event_time"), ("raw.fraud_reports", "reported_at"),
               ("features.card_txn_windows", "event_time"), ("features.merchant_risk", "event_time")]
-    before = {t: _rows(store, t, c, day(3), day(4)) for t, c in tables}
+    before = {t: _rows(store, t, c, day(20), day(21)) for t, c in tables}
     totals = {t: store.status(t).rows for t, _ in tables}
-    assert world.materialize(AssetSelection.groups("raw", "features"), (day(3), day(4))).success
-    assert {t: _rows(store, t, c, day(3), day(4)) for t, c in tables} == before
+    assert world.materialize(AssetSelection.groups("raw", "features"), (day(20), day(21))).success
+    assert {t: _rows(store, t, c, day(20), day(21)) for t, c in tables} == before
     assert {t: store.status(t).rows for t, _ in tables} == totals
     assert all(before.values())
 
@@ -102,15 +102,27 @@ def test_predictions_score_every_transaction_with_the_champion_and_drift_is_repo
 
 
 def test_drift_sensor_requests_one_run_per_drift_event(world):
+    from dagster import Config, DagsterInstance, MaterializeResult, asset, materialize
+
     from mlfs_dagster.defs.monitoring import drift_retraining_sensor
+    from mlfs_dagster.partitions import DAILY
+
+    class Report(Config):
+        drift_share: float
+
+    @asset(name="feature_drift_report", partitions_def=DAILY)
+    def drift_report_with_known_share(config: Report):
+        return MaterializeResult(metadata={"drift_share": config.drift_share})
+
+    instance = DagsterInstance.ephemeral()
 
     def report(partition, share):
-        world.instance.report_runtime_event(
-            AssetMaterialization("feature_drift_report", partition=partition, metadata={"drift_share": share})
-        )
+        run_config = {"ops": {"feature_drift_report": {"config": {"drift_share": share}}}}
+        materialize([drift_report_with_known_share], partition_key=partition, instance=instance,
+                    run_config=run_config)
 
     def tick(cursor):
-        with build_sensor_context(instance=world.instance, definitions=world.defs, cursor=cursor) as context:
+        with build_sensor_context(instance=instance, definitions=world.defs, cursor=cursor) as context:
             return drift_retraining_sensor(context)
 
     report("2026-01-10", 0.1)

@@ -82,6 +82,7 @@ class FeatureGroupSpec:
     owner: str
     version: int = 1
     time_column: str = "event_time"
+    identifiers: tuple[str, ...] = ()  # identify a row beyond entity and time; never served as features
 
     @property
     def schema(self) -> pa.Schema:
@@ -97,7 +98,8 @@ class FeatureGroupSpec:
 
     @property
     def feature_columns(self) -> tuple[str, ...]:
-        return tuple(c.name for c in self.columns if c.name not in (*self.entity_keys, self.time_column))
+        not_features = (*self.entity_keys, self.time_column, *self.identifiers)
+        return tuple(c.name for c in self.columns if c.name not in not_features)
 
     @property
     def lookback_days(self) -> int:

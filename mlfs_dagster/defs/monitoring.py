@@ -1,6 +1,7 @@
 """Monitoring: a daily Evidently drift report of served features, and retraining when drift appears."""
 
 import os
+from collections import Counter
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -17,7 +18,6 @@ from dagster import (
     RunRequest,
     SensorEvaluationContext,
     SensorResult,
-    SkipReason,
     asset,
     sensor,
 )
@@ -82,7 +82,7 @@ def feature_drift_report(
         current = served.filter(pc.equal(pc.cast(served["event_time"], pa.date32()), day))
         if current.num_rows == 0:
             raise ValueError(f"no predictions on {day} to monitor: materialize fraud_predictions for that day")
-        version = pc.mode(current["model_version"])[0]["mode"].as_py()
+        version = Counter(current["model_version"].to_pylist()).most_common(1)[0][0]
         if version not in references:
             references[version] = _reference(store, registry, version).to_pandas()
         result = feature_drift(
@@ -109,6 +109,11 @@ def retrain_share_threshold() -> float:
     return float(os.environ.get("MLFS_RETRAIN_DRIFT_SHARE", "0.5"))
 
 
+def _drift_share(record) -> float:
+    share = record.asset_materialization.metadata.get("drift_share")
+    return share.value if share is not None else 0.0
+
+
 @sensor(
     description=(
         "Reads new feature_drift_report materializations; when a day's drift share reaches "
@@ -127,12 +132,9 @@ def drift_retraining_sensor(context: SensorEvaluationContext):
         ascending=True,
     ).records
     if not records:
-        return SkipReason("no new drift reports")
+        return SensorResult(skip_reason="no new drift reports", cursor=context.cursor)
     threshold = retrain_share_threshold()
-    drifted = [
-        r for r in records
-        if r.asset_materialization.metadata.get("drift_share", MetadataValue.float(0)).value >= threshold
-    ]
+    drifted = [r for r in records if _drift_share(r) >= threshold]
     cursor = str(records[-1].storage_id)
     if not drifted:
         return SensorResult(skip_reason=f"{len(records)} new drift reports, none at drift share >= {threshold}",

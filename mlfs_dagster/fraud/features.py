@@ -35,20 +35,27 @@ CARD_TXN_WINDOWS = FeatureGroupSpec(
         Column("amount_sum_24h", pa.float64(), "Card's spend in the 24 hours before."),
         Column("txn_count_7d", pa.int64(), "Card's transactions in the 7 days before."),
         Column("amount_sum_7d", pa.float64(), "Card's spend in the 7 days before."),
-        Column("seconds_since_previous", pa.float64(), "Seconds since the card's previous transaction."),
+        Column("seconds_since_previous", pa.float64(), "Seconds since the card's previous transaction, if within 7 days."),
     ),
     inputs=(FeatureInput(TRANSACTIONS, lookback_days=7),),
+    identifiers=("transaction_id",),
     sql=f"""
         SELECT card_id, event_time, transaction_id,
             count(*) OVER w1h AS txn_count_1h,
-            coalesce(sum(amount) OVER w1h, 0) AS amount_sum_1h,
+            coalesce(sum(cents) OVER w1h, 0)::DOUBLE AS amount_sum_1h,
             count(*) OVER w24h AS txn_count_24h,
-            coalesce(sum(amount) OVER w24h, 0) AS amount_sum_24h,
+            coalesce(sum(cents) OVER w24h, 0)::DOUBLE AS amount_sum_24h,
             count(*) OVER w7d AS txn_count_7d,
-            coalesce(sum(amount) OVER w7d, 0) AS amount_sum_7d,
-            epoch(event_time - lag(event_time) OVER (PARTITION BY card_id ORDER BY event_time, transaction_id))
-                AS seconds_since_previous
-        FROM transactions
+            coalesce(sum(cents) OVER w7d, 0)::DOUBLE AS amount_sum_7d,
+            -- Bounded by the lookback, so a daily run and a backfill see the same previous transaction.
+            CASE WHEN gap <= INTERVAL 7 DAYS THEN epoch(gap) END AS seconds_since_previous
+        -- Sums in exact decimals: float sums depend on the window's evaluation order, so a re-run
+        -- over a different range would differ in the last bits.
+        FROM (
+            SELECT *, amount::DECIMAL(18, 2) AS cents,
+                event_time - lag(event_time) OVER (PARTITION BY card_id ORDER BY event_time, transaction_id) AS gap
+            FROM transactions
+        )
         WINDOW {_window("w1h", "1 HOUR")}, {_window("w24h", "24 HOURS")}, {_window("w7d", "7 DAYS")}
     """,
     owner=OWNER,
