@@ -49,10 +49,13 @@ def _status(args: argparse.Namespace) -> None:
 
 
 def _demo(args: argparse.Namespace) -> None:
-    from mlfs_dagster.demo import DemoConfig, run_demo
+    from mlfs_dagster.demo import DemoConfig, StageFailed, run_demo
 
-    summary = run_demo(DemoConfig(days=args.days, drift_day=args.drift_day, cards=args.cards,
-                                  transactions_per_day=args.transactions_per_day))
+    try:
+        summary = run_demo(DemoConfig(days=args.days, drift_day=args.drift_day, cards=args.cards,
+                                      transactions_per_day=args.transactions_per_day))
+    except StageFailed as failure:
+        sys.exit(f"demo stopped: {failure}")
     if not summary["detected_within_3_days"] or summary["false_alarms_before_injection"]:
         sys.exit("drift detection missed its target: see the summary above")
 

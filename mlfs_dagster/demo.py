@@ -61,6 +61,8 @@ class _Timer:
 def run_demo(config: DemoConfig) -> dict:
     from dagster import AssetSelection, DagsterInstance, build_sensor_context
 
+    _quiet_libraries()
+
     from mlfs_dagster.definitions import defs
     from mlfs_dagster.defs.monitoring import drift_retraining_sensor
     from mlfs_dagster.status import collect_status
@@ -95,6 +97,10 @@ def run_demo(config: DemoConfig) -> dict:
     return summary
 
 
+class StageFailed(RuntimeError):
+    """A demo run failed: the message lists the failed steps and checks."""
+
+
 def _materialize(defs, instance, selection, days: tuple[dt.date, dt.date] | None = None, tags=None) -> None:
     from dagster import materialize
 
@@ -103,14 +109,32 @@ def _materialize(defs, instance, selection, days: tuple[dt.date, dt.date] | None
          "dagster/asset_partition_range_end": days[1].isoformat()}
         if days else {}
     )
-    materialize(
+    result = materialize(
         [*defs.assets, *defs.asset_checks],
         selection=selection,
         resources=defs.resources,
         instance=instance,
         tags={**range_tags, **(tags or {})},
         run_config=QUIET,
+        raise_on_error=False,
     )
+    if not result.success:
+        failed_checks = [f"{e.asset_key.to_user_string()}:{e.check_name} {e.metadata}"
+                         for e in result.get_asset_check_evaluations() if not e.passed]
+        failed_steps = [f"{e.step_key}: {e.step_failure_data.error.message.strip()}"
+                        for e in result.get_step_failure_events()]
+        raise StageFailed("\n".join(["run " + result.run_id + " failed", *failed_checks, *failed_steps]))
+
+
+def _quiet_libraries() -> None:
+    """The demo prints its own progress; library chatter (pickle-format notices, progress bars) hides it."""
+    import logging
+    import os
+    import warnings
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module="mlflow")
 
 
 def _summary(status: dict, landing: Path) -> dict:

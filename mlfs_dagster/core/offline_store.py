@@ -100,16 +100,11 @@ class OfflineStore:
         """
         _require_inside(data, column, time_range)
         table = self.ensure_table(identifier, data.schema, column)
-        with warnings.catch_warnings():  # an empty range is normal on a first run, not worth a warning
-            warnings.filterwarnings("ignore", "Delete operation did not match any records")
-            table.overwrite(_conform(data, table), overwrite_filter=time_range.filter(column))
-        return self.table(identifier).current_snapshot().snapshot_id
+        return _overwrite(table, data, time_range.filter(column))
 
     def replace_all(self, identifier: str, data: pa.Table) -> int:
         """Replace the whole (unpartitioned) table with `data`, in one commit; returns the snapshot id."""
-        table = self.ensure_table(identifier, data.schema, None)
-        table.overwrite(_conform(data, table))
-        return self.table(identifier).current_snapshot().snapshot_id
+        return _overwrite(self.ensure_table(identifier, data.schema, None), data, AlwaysTrue())
 
     def read(
         self,
@@ -158,6 +153,14 @@ class OfflineStore:
             for namespace in self.catalog.list_namespaces()
             for identifier in self.catalog.list_tables(namespace)
         )
+
+
+def _overwrite(table: Table, data: pa.Table, where: BooleanExpression) -> int:
+    """Replace the rows matching `where` with `data` in one commit; returns the new snapshot id."""
+    with warnings.catch_warnings():  # nothing to delete is normal on a first run, not worth a warning
+        warnings.filterwarnings("ignore", "Delete operation did not match any records")
+        table.overwrite(_conform(data, table), overwrite_filter=where)
+    return table.refresh().current_snapshot().snapshot_id
 
 
 def _require_inside(data: pa.Table, column: str, time_range: TimeRange) -> None:

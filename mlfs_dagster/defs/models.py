@@ -16,7 +16,7 @@ from pydantic import Field
 
 from mlfs_dagster.core.training import fit_and_evaluate, gate_failures
 from mlfs_dagster.fraud import training
-from mlfs_dagster.fraud.model import FEATURES, LABEL, MODEL_NAME, build_pipeline
+from mlfs_dagster.fraud.model import FEATURES, LABEL, MODEL_NAME, NUMERICAL_FEATURES, build_pipeline
 from mlfs_dagster.resources import ModelRegistryResource, OfflineStoreResource
 
 ML_OWNER = "team:fraud-ml"
@@ -67,7 +67,8 @@ def fraud_model(
         params={"seed": config.seed, "features": ",".join(FEATURES)},
         tags={"training_set": training.TABLE, "training_set_snapshot": str(snapshot_id),
               "training_set_version": version, "seed": str(config.seed)},
-        input_example=frame[FEATURES].head(5),
+        # Floats: any numeric feature can be missing at serving time (no feature row to join).
+        input_example=frame[FEATURES].head(5).astype({c: "float64" for c in NUMERICAL_FEATURES}),
         datasets=[{"table": training.TABLE, "snapshot_id": str(snapshot_id), "rows": len(frame),
                    "role": "training"}],
     )

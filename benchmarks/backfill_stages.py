@@ -1,0 +1,384 @@
+"""Backfill benchmark: the demo's asset graph timed stage by stage, plus two engine comparisons.
+
+Simulates card traffic (the demo's drift included) into a throwaway MLFS_HOME, then backfills the graph
+the way `mlfs demo` does, in real in-process Dagster runs over the whole partition range, but one stage
+per run so each stage is timed on its own. Row counts are read back from the Iceberg tables.
+
+Then, in the same process:
+  a. the point-in-time join (DuckDB ASOF, `core.pit`) against pandas `merge_asof`, on synthetic tables;
+  b. the card_txn_windows SQL (DuckDB windows) against pandas groupby-rolling, on the simulated transactions.
+Both pairs are checked to produce the same values before their times are compared.
+
+    .venv/bin/python benchmarks/backfill_stages.py            # 60 days, 2,000 cards, 4,000 txns/day
+    .venv/bin/python benchmarks/backfill_stages.py --quick    # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+# None of these modules reads the environment when imported; mlfs_dagster.definitions does, so it is
+# imported only after `use_home` has pointed the environment at the benchmark's folder.
+from mlfs_dagster.cli import init_dagster_home
+from mlfs_dagster.core.features import compute_feature_group
+from mlfs_dagster.core.offline_store import OfflineStore, TimeRange
+from mlfs_dagster.core.pit import FeatureJoin, point_in_time_join
+from mlfs_dagster.demo import QUIET, DemoConfig
+from mlfs_dagster.fraud.features import CARD_TXN_WINDOWS
+from mlfs_dagster.fraud.simulator import simulate
+from mlfs_dagster.settings import Settings
+
+# Locations that would send the benchmark's writes somewhere other than its own folder.
+LOCATION_VARIABLES = ("MLFS_CATALOG_URI", "MLFS_WAREHOUSE", "MLFS_LANDING", "MLFLOW_TRACKING_URI",
+                      "MLFS_MLFLOW_ARTIFACTS", "MLFS_REPORTS")
+RAW_TABLES = ("raw.transactions", "raw.card_profiles", "raw.merchants", "raw.fraud_reports")
+QUICK = {"days": 45, "cards": 500, "transactions_per_day": 1_000, "pit_labels": 200_000}
+PIT_FEATURE_ROWS_PER_LABEL = 2
+PIT_ENTITIES_PER_LABEL = 0.1
+PIT_TTL = dt.timedelta(days=7)
+# Amount sums: DuckDB sums exact decimals, pandas sums floats; they agree to far better than a cent.
+SUM_TOLERANCE = 1e-6
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One run of the backfill: what it materializes and which tables its rows are counted in."""
+
+    name: str
+    assets: tuple[str, ...]  # asset names, or ("group:<name>",) for a whole group
+    partitioned: bool
+    reads: tuple[str, ...]  # tables whose rows are the stage's main input ("landing" for the landing files)
+    writes: tuple[str, ...]
+    rate_of: str  # "out" or "in": which row count rows/s divides
+
+
+STAGES = (
+    Stage("raw ingestion", ("group:raw",), True, ("landing",), RAW_TABLES, "out"),
+    Stage("card_txn_windows", ("card_txn_windows",), True, ("raw.transactions",),
+          ("features.card_txn_windows",), "out"),
+    Stage("card_details", ("card_details",), True, ("raw.card_profiles",), ("features.card_details",), "out"),
+    Stage("merchant_risk", ("merchant_risk",), True, ("raw.transactions",), ("features.merchant_risk",), "in"),
+    Stage("training set", ("fraud_training_set",), False, ("raw.transactions",),
+          ("training.fraud_training_set",), "out"),
+    Stage("model (train, gate, champion)", ("fraud_model", "fraud_model_champion"), False,
+          ("training.fraud_training_set",), (), "in"),
+    Stage("batch inference", ("fraud_predictions",), True, ("raw.transactions",),
+          ("inference.fraud_predictions",), "out"),
+    Stage("drift reports", ("feature_drift_report",), True, ("inference.fraud_predictions",),
+          ("monitoring.feature_drift",), "in"),
+)
+
+
+@dataclass(frozen=True)
+class Timing:
+    name: str
+    seconds: float
+    step_seconds: float | None = None
+    rows_in: int | None = None
+    rows_out: int | None = None
+    rate_of: str = ""
+
+    @property
+    def rows_per_second(self) -> float | None:
+        rows = self.rows_out if self.rate_of == "out" else self.rows_in
+        return rows / self.seconds if rows is not None and self.seconds > 0 else None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    name: str
+    rows: str
+    ours: float
+    pandas: float
+    checked: str
+
+
+def timed(work: Callable[[], object]) -> tuple[object, float]:
+    start = time.perf_counter()
+    result = work()
+    return result, time.perf_counter() - start
+
+
+# --- Environment ---------------------------------------------------------------------------------------------
+
+
+def use_home(home: Path) -> Settings:
+    """Point every store and Dagster at `home`; must run before mlfs_dagster.definitions is imported."""
+    for name in LOCATION_VARIABLES:
+        os.environ.pop(name, None)
+    os.environ["MLFS_HOME"] = str(home)
+    os.environ["DAGSTER_HOME"] = str(home / "dagster")
+    settings = Settings.from_env()
+    init_dagster_home(settings)
+    return settings
+
+
+def import_heavy_libraries() -> Timing:
+    """Paid once per process by whichever stage comes first; timed apart so stages measure their work."""
+
+    def load():
+        import evidently  # noqa: F401
+        import mlflow  # noqa: F401
+        import sklearn.ensemble  # noqa: F401
+
+    return Timing("imports (evidently, mlflow, scikit-learn)", timed(load)[1])
+
+
+# --- Backfill stages -----------------------------------------------------------------------------------------
+
+
+def selection_of(stage: Stage):
+    from dagster import AssetSelection
+
+    groups = [name.removeprefix("group:") for name in stage.assets if name.startswith("group:")]
+    return AssetSelection.groups(*groups) if groups else AssetSelection.assets(*stage.assets)
+
+
+def materialize_stage(defs, instance, stage: Stage, days: tuple[dt.date, dt.date]) -> tuple[float, float]:
+    """One in-process run, as the demo's `_materialize` does it; returns (run seconds, step seconds)."""
+    from dagster import materialize
+
+    tags = ({"dagster/asset_partition_range_start": days[0].isoformat(),
+             "dagster/asset_partition_range_end": days[1].isoformat()} if stage.partitioned else {})
+    result, seconds = timed(lambda: materialize(
+        [*defs.assets, *defs.asset_checks], selection=selection_of(stage), resources=defs.resources,
+        instance=instance, tags=tags, run_config=QUIET,
+    ))
+    steps = instance.get_run_step_stats(result.run_id)
+    return seconds, sum(s.end_time - s.start_time for s in steps if s.start_time and s.end_time)
+
+
+def table_rows(store: OfflineStore, tables: tuple[str, ...]) -> int:
+    return sum(store.status(table).rows for table in tables)
+
+
+def run_stages(settings: Settings, landing_rows: int, days: tuple[dt.date, dt.date]) -> list[Timing]:
+    from dagster import DagsterInstance
+
+    from mlfs_dagster.definitions import defs
+
+    instance = DagsterInstance.get()
+    store = OfflineStore(settings.catalog_uri, settings.warehouse)
+    timings = []
+    for stage in STAGES:
+        rows_in = landing_rows if stage.reads == ("landing",) else table_rows(store, stage.reads)
+        seconds, step_seconds = materialize_stage(defs, instance, stage, days)
+        rows_out = table_rows(store, stage.writes) if stage.writes else None
+        timings.append(Timing(stage.name, seconds, step_seconds, rows_in, rows_out, stage.rate_of))
+        print(f"  {stage.name:<32} {seconds:7.1f} s", flush=True)
+    return timings
+
+
+# --- a. Point-in-time join: DuckDB ASOF (ours) against pandas merge_asof -------------------------------------
+
+
+def synthetic_pit_tables(labels: int, seed: int) -> tuple[pa.Table, pa.Table]:
+    """A shuffled label spine and a feature table over 60 days, with some equal timestamps and stale rows.
+
+    Feature times are distinct, so every match is unambiguous and both joins must agree exactly.
+    """
+    rng = np.random.default_rng(seed)
+    feature_rows, entities = labels * PIT_FEATURE_ROWS_PER_LABEL, int(labels * PIT_ENTITIES_PER_LABEL)
+    span = 60 * 86_400 * 1_000_000
+    step = span // feature_rows
+    feature_time = np.arange(feature_rows) * step + rng.integers(0, step, feature_rows)
+    feature_entity = rng.integers(0, entities, feature_rows)
+    label_time = rng.integers(0, span, labels)
+    label_entity = rng.integers(0, entities, labels)
+    # A tenth of the labels fall exactly on a feature row of their entity: equal timestamps must match.
+    exact = np.flatnonzero(rng.random(labels) < 0.1)
+    picked = rng.integers(0, feature_rows, len(exact))
+    label_time[exact], label_entity[exact] = feature_time[picked], feature_entity[picked]
+    start = int(dt.datetime(2026, 1, 1, tzinfo=dt.UTC).timestamp() * 1_000_000)
+
+    def table(entity: np.ndarray, micros: np.ndarray, **columns) -> pa.Table:
+        return pa.table({"entity_id": pc.cast(pa.array(entity), pa.string()),
+                         "event_time": pa.array(start + micros, pa.timestamp("us", "UTC")), **columns})
+
+    return table(label_entity, label_time), table(feature_entity, feature_time, value=rng.normal(size=feature_rows))
+
+
+def ours_pit(spine: pa.Table, features: pa.Table) -> pd.DataFrame:
+    join = FeatureJoin("feature", features, ("entity_id",), ("value",), ttl=PIT_TTL)
+    joined = point_in_time_join(spine, "event_time", [join])
+    return joined.select(["value", join.matched_time_column]).to_pandas()
+
+
+def pandas_pit(spine: pd.DataFrame, features: pd.DataFrame) -> pd.DataFrame:
+    """merge_asof needs both sides sorted by time; the result is put back in spine order like ours."""
+    left = spine.assign(row=np.arange(len(spine))).sort_values("event_time", kind="stable")
+    right = features.assign(feature_event_time=features["event_time"]).sort_values("event_time", kind="stable")
+    joined = pd.merge_asof(left, right, on="event_time", by="entity_id", direction="backward",
+                           allow_exact_matches=True, tolerance=pd.Timedelta(PIT_TTL))
+    return joined.sort_values("row")[["value", "feature_event_time"]].reset_index(drop=True)
+
+
+def compare_pit(labels: int, seed: int) -> Comparison:
+    spine, features = synthetic_pit_tables(labels, seed)
+    spine_frame, feature_frame = spine.to_pandas(), features.to_pandas()
+    ours, ours_seconds = timed(lambda: ours_pit(spine, features))
+    theirs, pandas_seconds = timed(lambda: pandas_pit(spine_frame, feature_frame))
+    pd.testing.assert_frame_equal(ours, theirs, check_names=False, check_dtype=False)
+    matched = int(ours["value"].notna().sum())
+    return Comparison("point-in-time join (TTL 7 d)",
+                      f"{spine.num_rows:,} labels x {features.num_rows:,} feature rows",
+                      ours_seconds, pandas_seconds,
+                      f"all {spine.num_rows:,} rows equal ({matched:,} matched)")
+
+
+# --- b. Window features: card_txn_windows SQL (ours) against pandas groupby-rolling -------------------------
+
+
+WINDOWS = {"1h": "1h", "24h": "24h", "7d": "7D"}
+WINDOW_COLUMNS = [f"{kind}_{label}" for label in WINDOWS for kind in ("txn_count", "amount_sum")]
+
+
+def ours_windows(transactions: pa.Table) -> pd.DataFrame:
+    times = transactions["event_time"]
+    first, last = pc.min(times).as_py(), pc.max(times).as_py()
+    everything = TimeRange(first, last + dt.timedelta(microseconds=1))
+    computed = compute_feature_group(CARD_TXN_WINDOWS, {"transactions": transactions}, everything)
+    return computed.to_pandas()
+
+
+def pandas_windows(transactions: pd.DataFrame) -> pd.DataFrame:
+    """Per card, counts and sums over the window before each transaction, and the gap to the previous one."""
+    ordered = transactions.sort_values(["card_id", "event_time", "transaction_id"], kind="stable")
+    result = ordered[["card_id", "event_time", "transaction_id"]].reset_index(drop=True)
+    amounts = ordered.set_index("event_time").groupby("card_id", sort=False)["amount"]
+    for label, span in WINDOWS.items():
+        rolled = amounts.rolling(span, closed="left").agg(["count", "sum"])
+        result[f"txn_count_{label}"] = rolled["count"].to_numpy().astype("int64")
+        result[f"amount_sum_{label}"] = rolled["sum"].fillna(0.0).to_numpy()
+    gap = ordered.groupby("card_id", sort=False)["event_time"].diff()
+    result["seconds_since_previous"] = gap.dt.total_seconds().where(gap <= pd.Timedelta(days=7)).to_numpy()
+    return result
+
+
+def assert_same_windows(ours: pd.DataFrame, theirs: pd.DataFrame) -> None:
+    ours = ours.sort_values("transaction_id").reset_index(drop=True)
+    theirs = theirs.sort_values("transaction_id").reset_index(drop=True)
+    exact = ["transaction_id", "card_id", *(c for c in WINDOW_COLUMNS if c.startswith("txn_count"))]
+    pd.testing.assert_frame_equal(ours[exact], theirs[exact], check_dtype=False)
+    for column in (*(c for c in WINDOW_COLUMNS if c.startswith("amount_sum")), "seconds_since_previous"):
+        np.testing.assert_allclose(ours[column], theirs[column], rtol=0, atol=SUM_TOLERANCE, err_msg=column)
+
+
+def compare_windows(store: OfflineStore) -> Comparison:
+    transactions = store.read("raw.transactions", ("transaction_id", "card_id", "event_time", "amount"))
+    frame = transactions.to_pandas()
+    ours, ours_seconds = timed(lambda: ours_windows(transactions))
+    theirs, pandas_seconds = timed(lambda: pandas_windows(frame))
+    assert_same_windows(ours, theirs)
+    return Comparison("card_txn_windows (1 h, 24 h, 7 d)", f"{transactions.num_rows:,} transactions",
+                      ours_seconds, pandas_seconds, "counts equal, sums and gaps within 1e-6")
+
+
+# --- Report --------------------------------------------------------------------------------------------------
+
+
+def optional(value, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def stage_table(timings: list[Timing]) -> str:
+    lines = ["| stage | run s | step s | rows in | rows out | rows/s | rows/s of |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    lines += [
+        f"| {t.name} | {t.seconds:.1f} | {optional(t.step_seconds, '.1f')} | {optional(t.rows_in, ',')} "
+        f"| {optional(t.rows_out, ',')} | {optional(t.rows_per_second, ',.0f')} | {t.rate_of or '–'} |"
+        for t in timings
+    ]
+    total = sum(t.seconds for t in timings)
+    lines.append(f"| **total** | **{total:.1f}** | | | | | |")
+    return "\n".join(lines)
+
+
+def comparison_table(comparisons: list[Comparison]) -> str:
+    lines = ["| comparison | rows | ours (DuckDB) s | pandas s | pandas / ours | checked |",
+             "|---|---|---:|---:|---:|---|"]
+    lines += [
+        f"| {c.name} | {c.rows} | {c.ours:.2f} | {c.pandas:.2f} | {c.pandas / c.ours:.1f}x | {c.checked} |"
+        for c in comparisons
+    ]
+    return "\n".join(lines)
+
+
+def parse_args() -> argparse.Namespace:
+    defaults = DemoConfig()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--days", type=int, default=defaults.days)
+    parser.add_argument("--cards", type=int, default=defaults.cards)
+    parser.add_argument("--transactions-per-day", type=int, default=defaults.transactions_per_day)
+    parser.add_argument("--pit-labels", type=int, default=1_000_000,
+                        help="label rows of the synthetic join comparison (feature rows: twice as many)")
+    parser.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK}")
+    parser.add_argument("--home", type=Path, help="empty folder to use as MLFS_HOME (default: a temporary one)")
+    args = parser.parse_args()
+    if args.quick:
+        parser.set_defaults(**QUICK)
+        args = parser.parse_args()
+    return args
+
+
+def demo_config(args: argparse.Namespace) -> DemoConfig:
+    """The demo's configuration, drift included, at the requested size; drift keeps its place late in the period."""
+    defaults = DemoConfig()
+    drift_day = max(1, round(args.days * defaults.drift_day / defaults.days))
+    return DemoConfig(days=args.days, drift_day=drift_day, cards=args.cards,
+                      transactions_per_day=args.transactions_per_day)
+
+
+def run(args: argparse.Namespace, home: Path) -> None:
+    settings = use_home(home)
+    config = demo_config(args)
+    days = (settings.start_date, settings.start_date + dt.timedelta(days=config.days - 1))
+    print(f"MLFS_HOME {home}: {config.days} days, {config.cards:,} cards, "
+          f"{config.transactions_per_day:,} transactions/day, drift from day {config.drift_day}", flush=True)
+
+    simulated, simulate_seconds = timed(lambda: simulate(config.simulation(days[0]), Path(settings.landing)))
+    landing_rows = sum(simulated.rows.values())
+    timings = [Timing("simulate (landing files)", simulate_seconds, None, None, landing_rows, "out"),
+               import_heavy_libraries()]
+    print(f"  {timings[0].name:<32} {simulate_seconds:7.1f} s  {simulated.rows}", flush=True)
+    timings += run_stages(settings, landing_rows, days)
+
+    print("  comparing engines ...", flush=True)
+    comparisons = [compare_pit(args.pit_labels, config.seed),
+                   compare_windows(OfflineStore(settings.catalog_uri, settings.warehouse))]
+
+    print("\nBackfill stages: one in-process Dagster run each over the whole range; 'step s' is the "
+          "run's step time, the rest is run overhead. Rows are read back from the Iceberg tables.\n")
+    print(stage_table(timings))
+    print("\nSame work, same process, same inputs; both sides checked equal before timing is reported.\n")
+    print(comparison_table(comparisons))
+
+
+def main() -> None:
+    args = parse_args()
+    started = time.perf_counter()
+    if args.home:
+        args.home.mkdir(parents=True, exist_ok=True)
+        if any(args.home.iterdir()):
+            raise SystemExit(f"--home {args.home} is not empty: the benchmark needs a fresh folder")
+        run(args, args.home.resolve())
+    else:
+        with tempfile.TemporaryDirectory(prefix="mlfs-benchmark-") as home:
+            run(args, Path(home))
+    print(f"\nTotal runtime {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

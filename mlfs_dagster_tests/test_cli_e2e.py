@@ -1,0 +1,39 @@
+"""End to end through the command line, as a user drives it: mlfs, then the dagster CLI on workspace.yaml."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from mlfs_dagster.settings import PROJECT_ROOT
+
+BIN = Path(sys.executable).parent
+
+
+def run(*command: str, env: dict) -> subprocess.CompletedProcess:
+    done = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done
+
+
+def test_simulate_validate_backfill_preview_sensor_and_status(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFS_", "MLFLOW_", "DAGSTER_"))}
+    env.update(MLFS_HOME=str(tmp_path), DAGSTER_HOME=str(tmp_path / "dagster"))
+
+    simulated = json.loads(run(str(BIN / "mlfs"), "simulate", "--days", "3", "--cards", "60",
+                               "--transactions-per-day", "120", env=env).stdout)
+    run(str(BIN / "dagster"), "definitions", "validate", "-w", "workspace.yaml", env=env)
+    run(str(BIN / "dagster"), "asset", "materialize", "-m", "mlfs_dagster.definitions",
+        "--select", "group:raw", "--partition-range", "2026-01-01...2026-01-03", env=env)
+    preview = run(str(BIN / "dagster"), "sensor", "preview", "-w", "workspace.yaml", "drift_retraining_sensor",
+                  env=env)
+    assert "no new drift reports" in preview.stdout + preview.stderr
+
+    status = json.loads(run(str(BIN / "mlfs"), "status", "--json", env=env).stdout)
+    rows = {table["table"]: table["rows"] for table in status["tables"]}
+    assert rows["raw.transactions"] == simulated["rows"]["transactions"] > 0
+    assert rows["raw.merchants"] == simulated["rows"]["merchants"]
+    assert rows["quarantine.transactions"] == 0
+    assert status["catalog"]["uri"] == f"sqlite:///{tmp_path}/iceberg/catalog.db"
+    assert "__ASSET_JOB" in run(str(BIN / "dagster"), "run", "list", env=env).stdout
