@@ -259,9 +259,9 @@ def pandas_windows(transactions: pd.DataFrame) -> pd.DataFrame:
     result = ordered[["card_id", "event_time", "transaction_id"]].reset_index(drop=True)
     amounts = ordered.set_index("event_time").groupby("card_id", sort=False)["amount"]
     for label, span in WINDOWS.items():
-        rolled = amounts.rolling(span, closed="left").agg(["count", "sum"])
+        rolled = amounts.rolling(span, closed="left").agg(["count", "sum"]).fillna(0)  # empty window: NaN
         result[f"txn_count_{label}"] = rolled["count"].to_numpy().astype("int64")
-        result[f"amount_sum_{label}"] = rolled["sum"].fillna(0.0).to_numpy()
+        result[f"amount_sum_{label}"] = rolled["sum"].to_numpy()
     gap = ordered.groupby("card_id", sort=False)["event_time"].diff()
     result["seconds_since_previous"] = gap.dt.total_seconds().where(gap <= pd.Timedelta(days=7)).to_numpy()
     return result

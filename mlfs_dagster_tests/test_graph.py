@@ -3,7 +3,7 @@
 import datetime as dt
 
 import pyarrow.compute as pc
-from dagster import AssetKey, AssetMaterialization, AssetSelection, build_sensor_context
+from dagster import AssetKey, AssetSelection, build_sensor_context
 
 from mlfs_dagster_tests.conftest import DAYS, day
 
@@ -80,8 +80,8 @@ def test_failing_blocking_gate_stops_the_champion_promotion(world):
 
 
 def test_predictions_score_every_transaction_with_the_champion_and_drift_is_reported(world):
-    from mlfs_dagster.core.registry import ModelRegistry
     from mlfs_dagster.core.offline_store import TimeRange
+    from mlfs_dagster.core.registry import ModelRegistry
 
     result = world.materialize(AssetSelection.groups("inference", "monitoring"), (day(DAYS - 1), day(DAYS)))
     assert result.success

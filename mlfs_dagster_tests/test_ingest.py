@@ -106,23 +106,14 @@ def test_uncastable_column_names_the_column_and_both_types(landing, root):
     assert "has type string, expected double" in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: files are concatenated with permissive promotion before the contract check, so a file "
-    "lacking a column next to a complete one lands its rows with nulls instead of raising ContractError",
-)
 def test_missing_column_in_one_of_several_files_is_a_contract_error(landing, root):
     land(root, "transactions", transactions(GOOD), "a.parquet")
-    land(root, "transactions", transactions([("t9", "c9", at(12), 5.0)]).drop_columns(["amount"]), "b.parquet")
+    lacking_amount = transactions([("t9", "c9", at(12), 5.0)]).drop_columns(["amount"])
+    land(root, "transactions", lacking_amount, "b.parquet")
     with pytest.raises(ContractError, match="amount"):
         ingest_day(landing, TRANSACTIONS, DAY)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: two files whose column types cannot be merged raise a bare pyarrow ArrowTypeError from "
-    "concat_tables, not a ContractError naming the file and the column",
-)
 def test_wrong_type_in_one_of_several_files_is_a_contract_error(landing, root):
     land(root, "transactions", transactions(GOOD), "a.parquet")
     land(root, "transactions", transactions([("t9", "c9", at(12), 5.0)], amount=["five"]), "b.parquet")
@@ -143,7 +134,8 @@ def test_castable_types_are_accepted_and_naive_timestamps_are_utc(landing, root)
 
 
 def test_timestamps_in_another_zone_keep_their_instant(landing, root):
-    paris = [(tid, card, time.astimezone(dt.timezone(dt.timedelta(hours=1))), amount) for tid, card, time, amount in GOOD]
+    plus_one = dt.timezone(dt.timedelta(hours=1))
+    paris = [(tid, card, time.astimezone(plus_one), amount) for tid, card, time, amount in GOOD]
     land(root, "transactions", transactions(paris, time_type=pa.timestamp("us", tz="Europe/Paris")))
     assert ingest_day(landing, TRANSACTIONS, DAY).good["event_time"].to_pylist() == [at(9), at(10), at(11)]
 
@@ -200,12 +192,12 @@ def test_a_row_shadowed_by_an_out_of_day_row_of_the_same_key_is_a_duplicate(land
         "event_time outside the landing day 2026-01-05", "duplicate key (transaction_id)"]
 
 
-def test_nulls_outside_the_key_and_time_columns_land(landing, root):
-    # The contract has no not-null rule beyond keys and time: a transaction without a card lands in raw
-    # (and later trips card_txn_windows' blocking no_null_entity_keys check).
-    land(root, "transactions", transactions([("t1", None, at(9), None)]))
+def test_rows_missing_a_required_value_are_quarantined_and_optional_nulls_land(landing, root):
+    land(root, "transactions", transactions([("t1", None, at(9), 5.0), ("t2", "c2", at(9), None),
+                                             ("t3", "c3", at(9), 7.0)]))
     result = ingest_day(landing, TRANSACTIONS, DAY)
-    assert result.good.to_pylist()[0]["card_id"] is None and result.quarantined.num_rows == 0
+    assert result.quarantined[REASON].to_pylist() == ["null card_id", "null amount"]
+    assert result.good["transaction_id"].to_pylist() == ["t3"]
 
 
 def test_the_earliest_row_of_a_duplicated_key_is_kept(landing, root):
@@ -248,7 +240,8 @@ def test_composite_key_same_card_twice_a_day_is_not_a_duplicate(landing, root):
                                                ("c1", at(15), 3000.0), (None, at(16), 5.0)]))
     result = ingest_day(landing, CARD_PROFILES, DAY)
     assert result.good["credit_limit"].to_pylist() in ([1000.0, 2000.0], [1000.0, 3000.0])
-    assert result.quarantined[REASON].to_pylist() == ["duplicate key (card_id, event_time)", "null key card_id"]
+    assert result.quarantined[REASON].to_pylist() == [
+        "duplicate key (card_id, event_time)", "null key card_id"]
 
 
 def test_empty_landing_file_gives_no_rows_and_no_error(landing, root):
@@ -288,15 +281,16 @@ def test_replacing_a_day_keeps_the_other_days(store):
     next_day = DAY + dt.timedelta(days=1)
     store.replace_range("raw.t", transactions(GOOD).cast(TRANSACTIONS.schema), "event_time",
                         TimeRange.of_days(DAY, DAY))
-    store.replace_range("raw.t", transactions([("n1", "c1", at(8, 0, next_day), 1.0)]).cast(TRANSACTIONS.schema),
-                        "event_time", TimeRange.of_days(next_day, next_day))
+    store.replace_range("raw.t", transactions([("n1", "c1", at(8, 0, next_day), 1.0)]).cast(
+        TRANSACTIONS.schema), "event_time", TimeRange.of_days(next_day, next_day))
     store.replace_range("raw.t", transactions(GOOD[:1]).cast(TRANSACTIONS.schema), "event_time",
                         TimeRange.of_days(DAY, DAY))
     assert sorted(store.read("raw.t")["transaction_id"].to_pylist()) == ["n1", "t1"]
 
 
 def test_replace_range_refuses_rows_outside_the_range(store):
-    outside = transactions([("t1", "c1", at(9), 1.0), ("t2", "c1", at(1, 0, DAY + dt.timedelta(days=1)), 1.0)])
+    tomorrow = DAY + dt.timedelta(days=1)
+    outside = transactions([("t1", "c1", at(9), 1.0), ("t2", "c1", at(1, 0, tomorrow), 1.0)])
     with pytest.raises(ValueError, match="fall outside the range being replaced"):
         store.replace_range("raw.t", outside, "event_time", TimeRange.of_days(DAY, DAY))
     assert not store.exists("raw.t")  # refused before anything was written

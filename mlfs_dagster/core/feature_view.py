@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyiceberg.expressions import GreaterThanOrEqual, LessThanOrEqual, And
+from pyiceberg.expressions import And, GreaterThanOrEqual, LessThanOrEqual
 
 from mlfs_dagster.core.offline_store import OfflineStore
 from mlfs_dagster.core.pit import FeatureJoin, point_in_time_join

@@ -1,8 +1,8 @@
 """Ingestion of one day of a source: contract validation, then good rows and quarantined rows.
 
 File-level problems (missing file, unreadable file, missing column, a column of the wrong type) stop the
-day with a message naming the file and the column. Row-level problems (null key or time, time outside
-the day, duplicate key) send the row to quarantine with its reason; the good rows still land.
+day with a message naming the file and the column. Row-level problems (null key, time or required value,
+time outside the day, duplicate key) send the row to quarantine with its reason; the good rows still land.
 """
 
 from __future__ import annotations
@@ -35,10 +35,11 @@ class IngestedDay:
 
 
 def ingest_day(landing: LandingZone, spec: SourceSpec, day: dt.date) -> IngestedDay:
-    landed, paths = landing.read_day(spec.name, day)
-    typed = conform_to_contract(landed, spec, ", ".join(paths))
+    files = landing.read_day(spec.name, day)
+    # Each file meets the contract on its own, so one bad file is named and never padded with nulls.
+    typed = pa.concat_tables([conform_to_contract(data, spec, path) for path, data in files.items()])
     good, quarantined = split_by_row_rules(typed, spec, day)
-    return IngestedDay(day, paths, good, quarantined)
+    return IngestedDay(day, list(files), good, quarantined)
 
 
 def conform_to_contract(data: pa.Table, spec: SourceSpec, origin: str) -> pa.Table:
@@ -71,11 +72,13 @@ def split_by_row_rules(data: pa.Table, spec: SourceSpec, day: dt.date) -> tuple[
     time = spec.time_column
     keys = ", ".join(f'"{k}"' for k in spec.keys)
     null_key_rules = " ".join(f"""WHEN "{k}" IS NULL THEN 'null key {k}'""" for k in spec.keys)
+    null_required_rules = " ".join(f"""WHEN "{c}" IS NULL THEN 'null {c}'""" for c in spec.required)
     judged = connect().sql(
         f"""
         SELECT *, CASE
             {null_key_rules}
             WHEN "{time}" IS NULL THEN 'null {time}'
+            {null_required_rules}
             WHEN "{time}" < $start OR "{time}" >= $end THEN '{time} outside the landing day {day}'
             WHEN row_number() OVER (PARTITION BY {keys} ORDER BY "{time}") > 1
                 THEN 'duplicate key ({", ".join(spec.keys)})'

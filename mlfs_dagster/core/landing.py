@@ -31,8 +31,8 @@ class LandingZone:
         _, base = self._fs_and_base
         return f"{base}/{source}/date={day.isoformat()}"
 
-    def read_day(self, source: str, day: dt.date) -> tuple[pa.Table, list[str]]:
-        """All Parquet files of one source and day, concatenated; and the paths read."""
+    def read_day(self, source: str, day: dt.date) -> dict[str, pa.Table]:
+        """Each Parquet file of one source and day, by path."""
         fs, _ = self._fs_and_base
         folder = self.day_folder(source, day)
         selector = pafs.FileSelector(folder, allow_not_found=True)
@@ -41,7 +41,7 @@ class LandingZone:
             raise LandingFileError(
                 f"no landing file for source '{source}' on {day}: expected Parquet files in {folder}/"
             )
-        return pa.concat_tables([self._read_file(fs, path) for path in paths], promote_options="permissive"), paths
+        return {path: self._read_file(fs, path) for path in paths}
 
     @staticmethod
     def _read_file(fs: pafs.FileSystem, path: str) -> pa.Table:

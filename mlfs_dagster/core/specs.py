@@ -31,6 +31,7 @@ class SourceSpec:
     keys: tuple[str, ...]
     owner: str
     rows_every_day: bool = False  # an empty day is an incident, not a quiet day
+    required: tuple[str, ...] = ()  # non-key columns a row is useless without
 
     @property
     def schema(self) -> pa.Schema:

@@ -26,7 +26,8 @@ def time_split(times: pa.ChunkedArray, validation_fraction: float) -> pa.Chunked
     distinct = sorted(set(days.to_pylist()))
     if len(distinct) < 2:
         raise ValueError(f"need at least two days of labelled data to split by time, got {len(distinct)}")
-    first_validation_day = distinct[-max(1, round(len(distinct) * validation_fraction))]
+    validation_days = min(len(distinct) - 1, max(1, round(len(distinct) * validation_fraction)))
+    first_validation_day = distinct[-validation_days]
     return pc.if_else(pc.greater_equal(days, pa.scalar(first_validation_day, days.type)), "validation", "train")
 
 

@@ -3,7 +3,15 @@
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from dagster import AssetDep, AssetExecutionContext, BackfillPolicy, Definitions, Failure, MaterializeResult, asset
+from dagster import (
+    AssetDep,
+    AssetExecutionContext,
+    BackfillPolicy,
+    Definitions,
+    Failure,
+    MaterializeResult,
+    asset,
+)
 
 from mlfs_dagster.builders import add_rows_per_partition, table_metadata
 from mlfs_dagster.core import audit

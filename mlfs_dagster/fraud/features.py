@@ -106,7 +106,10 @@ MERCHANT_RISK = FeatureGroupSpec(
         ),
         merchant_days AS (
             SELECT m.merchant_id, m.category, d.event_time
-            FROM days d JOIN merchants m ON m.event_time <= d.event_time
+            FROM days d JOIN (
+                -- Reference data: a merchant delivered twice keeps its first onboarding.
+                SELECT * FROM merchants QUALIFY row_number() OVER (PARTITION BY merchant_id ORDER BY event_time) = 1
+            ) m ON m.event_time <= d.event_time
         ),
         daily_txns AS (
             SELECT merchant_id, date_trunc('day', event_time) AS day, count(*) AS n

@@ -24,9 +24,9 @@ TRANSACTION_COLUMNS = ("transaction_id", "card_id", "merchant_id", "event_time",
 
 def on_demand_features(vectors: pa.Table) -> pa.Table:
     """Features that combine the transaction with stored features: known only at request time."""
-    mean_7d = pc.divide(vectors["amount_sum_7d"], pc.if_else(pc.greater(vectors["txn_count_7d"], 0),
-                                                             vectors["txn_count_7d"], None))
-    ratio = pc.divide(vectors["amount"], mean_7d)
+    mean_7d = pc.divide(vectors["amount_sum_7d"], vectors["txn_count_7d"])
+    # No history, or only zero-amount history: no meaningful ratio (and never an infinity).
+    ratio = pc.if_else(pc.greater(mean_7d, 0), pc.divide(vectors["amount"], mean_7d), None)
     is_foreign = pc.not_equal(vectors["country"], vectors["home_country"])
     return vectors.append_column("amount_to_mean_7d", ratio).append_column("is_foreign", is_foreign)
 

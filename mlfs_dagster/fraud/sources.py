@@ -24,6 +24,7 @@ TRANSACTIONS = SourceSpec(
     keys=("transaction_id",),
     owner=OWNER,
     rows_every_day=True,
+    required=("card_id", "merchant_id", "amount"),
 )
 
 CARD_PROFILES = SourceSpec(
@@ -69,6 +70,7 @@ FRAUD_REPORTS = SourceSpec(
     time_column="reported_at",
     keys=("report_id",),
     owner=OWNER,
+    required=("transaction_id",),
 )
 
 SOURCES = (TRANSACTIONS, CARD_PROFILES, MERCHANTS, FRAUD_REPORTS)
