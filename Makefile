@@ -7,7 +7,7 @@ export DAGSTER_HOME ?= $(MLFS_HOME)/dagster
 # Evidently and MLflow take seconds to import without cached bytecode; let Python write it in .venv.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: install demo test dev benchmark clean
+.PHONY: install demo test dev mlflow benchmark clean
 
 install: $(VENV)/.installed
 
@@ -27,6 +27,10 @@ test: install
 dev: install
 	$(BIN)/mlfs init
 	$(BIN)/dagster dev -w workspace.yaml
+
+mlflow: install
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(MLFS_HOME)/mlflow/mlflow.db \
+		--default-artifact-root $(MLFS_HOME)/mlflow/artifacts --port 5000
 
 benchmark: install
 	$(BIN)/python benchmarks/backfill_stages.py

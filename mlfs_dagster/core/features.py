@@ -11,7 +11,7 @@ import datetime as dt
 
 import pyarrow as pa
 
-from mlfs_dagster.core.engine import connect
+from mlfs_dagster.core.engine import query
 from mlfs_dagster.core.offline_store import OfflineStore, TimeRange
 from mlfs_dagster.core.specs import FeatureGroupSpec, FeatureInput
 
@@ -44,14 +44,12 @@ def load_inputs(
 
 def compute_feature_group(spec: FeatureGroupSpec, inputs: dict[str, pa.Table], time_range: TimeRange) -> pa.Table:
     """Run the group's SQL over its inputs and keep the rows whose time falls in `time_range`."""
-    con = connect()
-    for name, table in inputs.items():
-        con.register(name, table)
-    computed = con.sql(
+    computed = query(
         f'SELECT * FROM ({spec.sql}) WHERE "{spec.time_column}" >= $start AND "{spec.time_column}" < $end '
         f'ORDER BY "{spec.time_column}", {", ".join(spec.entity_keys)}',
-        params={"start": time_range.start, "end": time_range.end},
-    ).to_arrow_table()
+        inputs,
+        {"start": time_range.start, "end": time_range.end},
+    )
     missing = set(spec.schema.names) - set(computed.column_names)
     if missing:
         raise ValueError(f"feature group {spec.name}: its SQL does not produce columns {sorted(missing)}")

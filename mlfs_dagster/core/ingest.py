@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mlfs_dagster.core.engine import connect
+from mlfs_dagster.core.engine import query
 from mlfs_dagster.core.landing import LandingZone
 from mlfs_dagster.core.offline_store import TimeRange
 from mlfs_dagster.core.specs import SourceSpec
@@ -73,7 +73,7 @@ def split_by_row_rules(data: pa.Table, spec: SourceSpec, day: dt.date) -> tuple[
     keys = ", ".join(f'"{k}"' for k in spec.keys)
     null_key_rules = " ".join(f"""WHEN "{k}" IS NULL THEN 'null key {k}'""" for k in spec.keys)
     null_required_rules = " ".join(f"""WHEN "{c}" IS NULL THEN 'null {c}'""" for c in spec.required)
-    judged = connect().sql(
+    judged = query(
         f"""
         SELECT *, CASE
             {null_key_rules}
@@ -86,8 +86,9 @@ def split_by_row_rules(data: pa.Table, spec: SourceSpec, day: dt.date) -> tuple[
         FROM data
         ORDER BY "{time}" NULLS LAST, {keys}
         """,
-        params={"start": day_range.start, "end": day_range.end},
-    ).to_arrow_table()
+        {"data": data},
+        {"start": day_range.start, "end": day_range.end},
+    )
     is_good = judged[REASON].is_null()
     good = judged.filter(is_good).drop_columns([REASON]).cast(spec.schema)
     quarantined = judged.filter(pc.invert(is_good))

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from mlfs_dagster.core.engine import connect
+from mlfs_dagster.core.engine import query
 
 ROW_ID = "__spine_row"
 
@@ -39,19 +39,18 @@ class FeatureJoin:
 
 
 def point_in_time_join(spine: pa.Table, spine_time: str, joins: Sequence[FeatureJoin]) -> pa.Table:
-    con = connect()
-    con.register("spine_input", _utc(spine, spine_time))
-    con.execute(f"CREATE TEMP TABLE spine AS SELECT *, row_number() OVER () AS {ROW_ID} FROM spine_input")
-    selected, from_clause = ["s.*"], "spine s"
+    numbered = _utc(spine, spine_time).append_column(ROW_ID, pa.array(range(spine.num_rows), pa.int64()))
+    tables, groups, selected, from_clause = {"spine": numbered}, [], ["s.*"], "spine s"
     for i, join in enumerate(joins):
         alias = f"g{i}"
-        con.register(f"{alias}_input", _utc(join.features, join.time_column))
-        con.execute(f"CREATE TEMP VIEW {alias} AS {_latest_per_instant(join, f'{alias}_input')}")
+        tables[f"{alias}_input"] = _utc(join.features, join.time_column)
+        groups.append(f"{alias} AS ({_latest_per_instant(join, f'{alias}_input')})")
         on = " AND ".join([f's."{k}" = {alias}."{k}"' for k in join.keys])
         from_clause += f' ASOF LEFT JOIN {alias} ON {on} AND s."{spine_time}" >= {alias}."{join.time_column}"'
         selected += _selected_columns(join, alias, spine_time)
-    joined = con.sql(f"SELECT {', '.join(selected)} FROM {from_clause} ORDER BY s.{ROW_ID}").to_arrow_table()
-    return joined.drop_columns([ROW_ID])
+    with_clause = f"WITH {', '.join(groups)} " if groups else ""
+    sql = f"{with_clause}SELECT {', '.join(selected)} FROM {from_clause} ORDER BY s.{ROW_ID}"
+    return query(sql, tables).drop_columns([ROW_ID])
 
 
 def _latest_per_instant(join: FeatureJoin, source: str) -> str:

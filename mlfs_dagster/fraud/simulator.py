@@ -8,8 +8,11 @@ It plays four source systems and writes one Parquet file per source and day into
     <landing>/fraud_reports/date=YYYY-MM-DD/part-0.parquet   fraud reports, 1 to 30 days after the fraud
     <landing>/_ground_truth/drift.json, fraud.parquet        what was injected, so detection can be scored
 
-Fraud comes as patterns: card-testing bursts, impossible travel and, after a concept change, counterfeit cards
-used like ordinary ones. Drift is injected on request from a given date on.
+Fraud comes as patterns: card-testing bursts (some short, some without small test charges), impossible travel,
+misuse that looks like the holder's own spending and, after a concept change, counterfeit cards used like
+ordinary ones. Legitimate behaviour that resembles fraud keeps the problem honest: holders travel abroad (their
+in-person purchases follow them, with a flight between home and abroad) and go on online shopping sprees.
+Drift is injected on request from a given date on.
 
 Determinism: the random numbers of each day come from generators seeded by (seed, stream, day index), so the
 same config gives byte-identical files, and a drift starting on some date leaves every earlier file unchanged.
@@ -49,8 +52,8 @@ CARD_TYPES = ("prepaid", "debit", "credit")  # ordered: an upgrade moves one ste
 CREDIT = CARD_TYPES.index("credit")
 CARD_STATUSES = ("active", "frozen")
 
-FRAUD_TYPES = ("card_testing_burst", "impossible_travel", "counterfeit_card")
-LEGITIMATE, CARD_TESTING_BURST, IMPOSSIBLE_TRAVEL, COUNTERFEIT_CARD = -1, 0, 1, 2
+FRAUD_TYPES = ("card_testing_burst", "impossible_travel", "counterfeit_card", "ordinary_looking")
+LEGITIMATE, CARD_TESTING_BURST, IMPOSSIBLE_TRAVEL, COUNTERFEIT_CARD, ORDINARY_LOOKING = -1, 0, 1, 2, 3
 
 _MERCHANT_COUNTRY_SHARES = {
     "US": 0.59,
@@ -111,8 +114,8 @@ MERCHANT_CATEGORIES = tuple(_CATEGORY_TABLE)
 _CATEGORY_P = np.array([share for share, _, _ in _CATEGORY_TABLE.values()])
 _CATEGORY_AMOUNT_SCALE = np.array([scale for _, scale, _ in _CATEGORY_TABLE.values()])
 _CATEGORY_NOUN = [noun for _, _, noun in _CATEGORY_TABLE.values()]
-GROCERY, ELECTRONICS, FUEL, DIGITAL_GOODS = (
-    MERCHANT_CATEGORIES.index(c) for c in ("grocery", "electronics", "fuel", "digital_goods")
+GROCERY, ELECTRONICS, TRAVEL, FUEL, DIGITAL_GOODS = (
+    MERCHANT_CATEGORIES.index(c) for c in ("grocery", "electronics", "travel", "fuel", "digital_goods")
 )
 _IN_PERSON_CATEGORIES = np.array(
     [MERCHANT_CATEGORIES.index(c) for c in ("grocery", "restaurants", "fuel", "fashion")]
@@ -176,7 +179,7 @@ DAY_US = 24 * HOUR_US
 _EPOCH = datetime.date(1970, 1, 1)
 _TRANSACTION_DIGITS = 10
 
-_ABROAD_SHARE = 0.08  # legitimate purchases made outside the home country
+_ABROAD_SHARE = 0.08  # everyday purchases at foreign merchants: online, as in person they need a trip
 _INITIAL_FROZEN_SHARE = 0.01
 _PROFILE_CHANGE_RATE = 0.002  # share of cards with a profile change event per day
 _CHANGE_KIND_P = np.array([0.5, 0.2, 0.1, 0.2])  # limit change, upgrade, home move, freeze/unfreeze
@@ -191,9 +194,30 @@ _HOUR_WEIGHTS = np.array(
     [1, 0.6, 0.4, 0.3, 0.3, 0.5, 1.2, 2.5, 4, 5, 5.5, 6, 6.5, 6, 5.5, 5.5, 6, 6.5, 7, 6.5, 5, 4, 3, 2]
 )
 _HOUR_P = _HOUR_WEIGHTS / _HOUR_WEIGHTS.sum()
-_BURST_SIZE = (3, 8)  # fraudulent transactions per incident, inclusive bounds
+# Fraud. Sizes are transactions per incident, inclusive bounds.
+_BURST_SIZE = (3, 8)
+_TWO_STEP_BURST_SHARE = 0.25  # bursts of one test and one large charge
+_UNTESTED_BURST_SHARE = 0.3  # bursts that skip the small test charges
 _TRAVEL_SIZE = (1, 3)
+_TRAVEL_FRAUD_AT_HOTSPOT = 0.6  # the other clones are used where legitimate travellers go too
+_ORDINARY_LOOKING_SIZE = (1, 3)
 _COUNTERFEIT_SIZE = (1, 3)
+# Shares of the fraud transactions, before a concept change: bursts, impossible travel, ordinary-looking.
+_PATTERN_SHARES = (0.4, 0.4, 0.2)
+
+# Legitimate travel. A card may start a trip only on its own day of a cycle, and every trip is over before
+# its cycle ends: a card's trips never overlap, and a day finds its travellers by looking one cycle back.
+_TRIP_CYCLE_DAYS = 10
+_TRIP_CHANCE = 0.06  # a card's chance of starting a trip on its day of the cycle
+_TRIP_NIGHTS = (2, 8)
+_FLIGHT_HOURS = (2, 12)
+_TRIP_PURCHASES_PER_DAY = 1.5  # in person abroad, besides the holder's everyday purchases that follow them
+_CASH_ABROAD_SHARE = 0.2
+_CASH_ABROAD_DAYS = 4  # cash drawn abroad lasts this many days of spending
+
+# Legitimate online sprees: small app purchases, then something big, all within an hour.
+_SPREE_RATE = 0.001  # sprees a day per card
+_SPREE_SIZE = (3, 6)
 
 
 class _Stream(enum.IntEnum):
@@ -205,6 +229,9 @@ class _Stream(enum.IntEnum):
     FRAUD = 3
     REPORTS = 4
     DRIFT = 5
+    TRIPS = 6  # who travels where and when, keyed by the day a trip starts
+    TRIP_PURCHASES = 7  # the day's purchases of travellers, and where their card-present purchases happen
+    SPREES = 8
 
 
 def _rng(seed: int, stream: _Stream, day: int, *extra: int) -> np.random.Generator:
@@ -503,8 +530,9 @@ def _transactions_of_day(config: SimulationConfig, world: _World, day: int) -> _
     rng = _rng(config.seed, _Stream.PURCHASES, day)
     count = max(1, int(rng.poisson(config.transactions_per_day * (1 - config.fraud_rate))))
     purchases = _ordinary_purchases(rng, world, pools, count)
+    sprees = _online_sprees(_rng(config.seed, _Stream.SPREES, day), world, pools)
     fraud = _fraud(_rng(config.seed, _Stream.FRAUD, day), config, world, pools, _concept_share(config, day))
-    transactions = _Transactions.concat([purchases, fraud])
+    transactions = _with_travel(config, world, pools, day, _Transactions.concat([purchases, sprees, fraud]))
     _apply_drifts(config, day, transactions)
     return transactions.take(np.argsort(transactions.offset_us, kind="stable"))
 
@@ -519,8 +547,7 @@ def _ordinary_purchases(
     destination = rng.choice(len(_MERCHANT_COUNTRY_P), size=count, p=_MERCHANT_COUNTRY_P)
     merchant = pools.in_country(rng, np.where(abroad, destination, world.profiles.home_country[card]))
     category = world.merchants.category[merchant]
-    channel = _preferred_channel(rng, world.cards.channel_cdf[card])
-    channel[category == DIGITAL_GOODS] = ONLINE  # digital goods are not sold at a till
+    channel = _sold_online_where_digital(_preferred_channel(rng, world.cards.channel_cdf[card]), category)
     return _Transactions(
         card=card,
         merchant=merchant,
@@ -542,28 +569,42 @@ def _fraud(
 ) -> _Transactions:
     """The day's fraud incidents, sized so fraud is about `fraud_rate` of the transactions."""
     expected = config.transactions_per_day * config.fraud_rate
-    per_classic_pattern = expected * (1 - concept_share) / 2
-    bursts = rng.poisson(per_classic_pattern / np.mean(_BURST_SIZE))
-    travels = rng.poisson(per_classic_pattern / np.mean(_TRAVEL_SIZE))
+    classic = expected * (1 - concept_share)
+    burst_share, travel_share, ordinary_looking_share = _PATTERN_SHARES
+    bursts = rng.poisson(classic * burst_share / _mean_burst_size())
+    travels = rng.poisson(classic * travel_share / np.mean(_TRAVEL_SIZE))
     counterfeits = rng.poisson(expected * concept_share / np.mean(_COUNTERFEIT_SIZE))
+    ordinary_looking = rng.poisson(classic * ordinary_looking_share / np.mean(_ORDINARY_LOOKING_SIZE))
     return _Transactions.concat(
         [
             _card_testing_bursts(rng, world, pools, bursts),
             _impossible_travel(rng, world, pools, travels),
             _counterfeit_card_use(rng, world, pools, counterfeits),
+            _ordinary_looking_fraud(rng, world, pools, ordinary_looking),
         ]
     )
+
+
+def _mean_burst_size() -> float:
+    return _TWO_STEP_BURST_SHARE * 2 + (1 - _TWO_STEP_BURST_SHARE) * np.mean(_BURST_SIZE)
 
 
 def _card_testing_bursts(
     rng: np.random.Generator, world: _World, pools: _MerchantPools, incidents: int
 ) -> _Transactions:
-    """A stolen card tested with small online charges, then drained with large ones, within 30-90 minutes."""
+    """A stolen card tested with small online charges, then drained with large ones, within 30-90 minutes.
+
+    Not every fraudster follows the script: some bursts are one test and one large charge, and some skip the
+    tiny test charges and start at amounts an ordinary shopper might spend.
+    """
     card = rng.choice(world.profiles.spending_cards(), size=incidents)
     size = rng.integers(_BURST_SIZE[0], _BURST_SIZE[1], size=incidents, endpoint=True)
     start = rng.integers(0, DAY_US - 90 * MINUTE_US, size=incidents)
     duration = rng.integers(30 * MINUTE_US, 90 * MINUTE_US, size=incidents, endpoint=True)
     first_amount, last_amount = rng.uniform(1, 5, incidents), rng.uniform(300, 3_000, incidents)
+    size[rng.random(incidents) < _TWO_STEP_BURST_SHARE] = 2
+    untested = rng.random(incidents) < _UNTESTED_BURST_SHARE
+    first_amount[untested] = rng.uniform(30, 200, int(untested.sum()))
     incident, position = _expand(size)
     rows = len(incident)
     # Geometric steps from the first to the last amount, so every charge is larger than the one before.
@@ -583,13 +624,18 @@ def _card_testing_bursts(
 def _impossible_travel(
     rng: np.random.Generator, world: _World, pools: _MerchantPools, incidents: int
 ) -> _Transactions:
-    """The real card is used at home; 1-3 hours later a clone is used in person in a distant country."""
+    """The real card is used at home; 1-3 hours later a clone is used in person in a distant country.
+
+    Most clones turn up in the fraud hotspots, the others in countries where legitimate travellers go too.
+    """
     card = rng.choice(world.profiles.spending_cards(), size=incidents)
     at_home = rng.integers(6 * HOUR_US, 18 * HOUR_US, size=incidents)
     delay = rng.integers(HOUR_US, 3 * HOUR_US, size=incidents, endpoint=True)
     step = rng.integers(5 * MINUTE_US, 60 * MINUTE_US, size=incidents, endpoint=True)
     size = rng.integers(_TRAVEL_SIZE[0], _TRAVEL_SIZE[1], size=incidents, endpoint=True)
     hotspot = rng.choice(_HOTSPOT_CODES, size=incidents)
+    elsewhere = _foreign_countries(rng, world.profiles.home_country[card])
+    destination = np.where(rng.random(incidents) < _TRAVEL_FRAUD_AT_HOTSPOT, hotspot, elsewhere)
 
     in_person = rng.choice(_IN_PERSON_CATEGORIES, size=incidents)
     home_merchant = pools.in_country_and_category(rng, world.profiles.home_country[card], in_person)
@@ -607,9 +653,9 @@ def _impossible_travel(
 
     incident, position = _expand(size)
     rows = len(incident)
-    merchant = pools.in_country_and_category(rng, hotspot[incident], rng.choice(_IN_PERSON_CATEGORIES, rows))
+    merchant = pools.in_country_and_category(rng, destination[incident], rng.choice(_IN_PERSON_CATEGORIES, rows))
     channel = np.where(rng.random(rows) < 0.3, ATM, POS)
-    amount = _cents(_as_cash_where_atm(rng.uniform(150, 1_500, rows), channel))
+    amount = _cents(_as_cash_where_atm(rng.lognormal(math.log(150), 0.9, rows), channel))
     offset = at_home[incident] + delay[incident] + position * step[incident]  # ends before 23:00
     clone = _fraud_rows(world, card[incident], merchant, offset, amount, channel, IMPOSSIBLE_TRAVEL)
     return _Transactions.concat([genuine, clone])
@@ -628,6 +674,27 @@ def _counterfeit_card_use(
     amount = _cents(world.cards.spend_level[card] * scale * rng.lognormal(math.log(1.5), 0.3, rows))
     offset = _daytime_offsets(rng, rows)
     return _fraud_rows(world, card, merchant, offset, amount, np.full(rows, POS), COUNTERFEIT_CARD)
+
+
+def _ordinary_looking_fraud(
+    rng: np.random.Generator, world: _World, pools: _MerchantPools, incidents: int
+) -> _Transactions:
+    """A stolen card or its details used the way the holder uses it: at home, in their usual channel, at
+    ordinary merchants, for amounts somewhat above their usual, in one shopping session of up to two hours.
+    Little but the holder's report gives it away."""
+    size = rng.integers(_ORDINARY_LOOKING_SIZE[0], _ORDINARY_LOOKING_SIZE[1], size=incidents, endpoint=True)
+    card = rng.choice(world.profiles.spending_cards(), size=incidents)
+    start = rng.integers(7 * HOUR_US, 21 * HOUR_US, size=incidents)
+    step = rng.integers(10 * MINUTE_US, 60 * MINUTE_US, size=incidents, endpoint=True)
+    incident, position = _expand(size)
+    card, rows = card[incident], len(incident)
+    merchant = pools.in_country(rng, world.profiles.home_country[card])
+    category = world.merchants.category[merchant]
+    channel = _sold_online_where_digital(_preferred_channel(rng, world.cards.channel_cdf[card]), category)
+    spend_level = world.cards.spend_level[card] * rng.lognormal(math.log(2.0), 0.4, rows)
+    amount = _usual_amount(rng, spend_level, category, channel)
+    offset = start[incident] + position * step[incident]
+    return _fraud_rows(world, card, merchant, offset, amount, channel, ORDINARY_LOOKING)
 
 
 def _fraud_rows(
@@ -658,6 +725,20 @@ def _expand(sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return incident, np.arange(len(incident)) - first_row[incident]
 
 
+def _foreign_countries(rng: np.random.Generator, home: np.ndarray) -> np.ndarray:
+    """For each home country, another country, drawn by the shares of merchants."""
+    weights = np.tile(_MERCHANT_COUNTRY_P, (len(home), 1))
+    weights[np.arange(len(home)), home] = 0.0
+    cumulative = np.cumsum(weights, axis=1)
+    drawn = rng.random(len(home)) * cumulative[:, -1]
+    return (cumulative <= drawn[:, None]).sum(axis=1)
+
+
+def _sold_online_where_digital(channel: np.ndarray, category: np.ndarray) -> np.ndarray:
+    """Digital goods are not sold at a till."""
+    return np.where(category == DIGITAL_GOODS, ONLINE, channel)
+
+
 def _preferred_channel(rng: np.random.Generator, channel_cdf: np.ndarray) -> np.ndarray:
     u = rng.random(len(channel_cdf))
     return (u >= channel_cdf[:, 0]).astype(np.int64) + (u >= channel_cdf[:, 1])
@@ -686,6 +767,208 @@ def _cents(amount: np.ndarray) -> np.ndarray:
 
 def _round_limit(limit: np.ndarray) -> np.ndarray:
     return np.maximum(100.0, np.round(limit / 100) * 100)
+
+
+# --- Legitimate look-alikes of fraud: online sprees and travel. ---------------------------------------------
+
+
+def _online_sprees(rng: np.random.Generator, world: _World, pools: _MerchantPools) -> _Transactions:
+    """A holder buys a few apps, then a phone: rising online charges within an hour, like a card test."""
+    spending = world.profiles.spending_cards()
+    incidents = int(rng.poisson(_SPREE_RATE * len(spending)))
+    card = rng.choice(spending, size=incidents)
+    size = rng.integers(_SPREE_SIZE[0], _SPREE_SIZE[1], size=incidents, endpoint=True)
+    start = rng.integers(7 * HOUR_US, 23 * HOUR_US, size=incidents)
+    duration = rng.integers(10 * MINUTE_US, 60 * MINUTE_US, size=incidents, endpoint=True)
+    first_amount = rng.uniform(1, 15, incidents)
+    typical_gadget = world.cards.spend_level[card] * _CATEGORY_AMOUNT_SCALE[ELECTRONICS]
+    last_amount = typical_gadget * rng.lognormal(1.0, 0.5, incidents)
+    incident, position = _expand(size)
+    rows = len(incident)
+    card, last = card[incident], position == size[incident] - 1
+    progress = position / (size[incident] - 1)
+    amount = first_amount[incident] * (last_amount[incident] / first_amount[incident]) ** progress
+    amount = amount * np.where(last, 1.0, rng.uniform(0.7, 1.3, rows))  # rising, not by a fixed step
+    slot = (position + 0.8 * rng.random(rows)) / size[incident]
+    offset = start[incident] + (duration[incident] * slot).astype(np.int64)
+    # Small purchases are digital goods, the big one electronics; most from shops in the holder's country.
+    category = np.where(last, ELECTRONICS, DIGITAL_GOODS)
+    shop_country = world.profiles.home_country[card]
+    abroad = rng.random(rows) < _ABROAD_SHARE
+    shop_country[abroad] = rng.choice(len(_MERCHANT_COUNTRY_P), size=int(abroad.sum()), p=_MERCHANT_COUNTRY_P)
+    merchant = pools.in_country_and_category(rng, shop_country, category)
+    return _Transactions(
+        card=card,
+        merchant=merchant,
+        offset_us=offset,
+        amount=_cents(amount),
+        channel=np.full(rows, ONLINE),
+        country=world.merchants.country[merchant],
+        fraud_type=np.full(rows, LEGITIMATE),
+        ordinary=np.ones(rows, dtype=bool),
+    )
+
+
+@dataclass
+class _Trips(_Rows):
+    """Trips abroad; times in microseconds since the first simulated day began."""
+
+    card: np.ndarray
+    destination: np.ndarray
+    departs: np.ndarray  # the outbound flight takes off
+    arrives: np.ndarray
+    leaves: np.ndarray  # the return flight takes off
+    returns: np.ndarray
+
+    def holder_in_the_air(self, trip: np.ndarray, time: np.ndarray) -> np.ndarray:
+        return ((self.departs[trip] <= time) & (time < self.arrives[trip])) | (
+            (self.leaves[trip] <= time) & (time < self.returns[trip])
+        )
+
+    def holder_abroad(self, trip: np.ndarray, time: np.ndarray) -> np.ndarray:
+        return (self.arrives[trip] <= time) & (time < self.leaves[trip])
+
+
+@dataclass
+class _TripPurchases(_Rows):
+    """In-person purchases a trip brings: at the airport, on arrival, abroad each day, the hotel, back home."""
+
+    card: np.ndarray
+    time: np.ndarray  # microseconds since the first simulated day began
+    abroad: np.ndarray
+    destination: np.ndarray
+    category: np.ndarray
+
+
+def _trips_starting_on(config: SimulationConfig, day: int) -> tuple[_Trips, _TripPurchases]:
+    """The trips starting on `day` (which may precede the first day) and all their purchases.
+
+    Drawn from a generator of their start day alone, so a trip is the same on every day it spans.
+    """
+    # Generator keys cannot be negative; trips from the cycle before the first day still reach into it.
+    rng = _rng(config.seed, _Stream.TRIPS, day + _TRIP_CYCLE_DAYS)
+    on_their_day = np.arange(day % _TRIP_CYCLE_DAYS, config.cards, _TRIP_CYCLE_DAYS)
+    card = on_their_day[rng.random(len(on_their_day)) < _TRIP_CHANCE]
+    count, day_start = len(card), day * DAY_US
+    departs = day_start + rng.integers(8 * HOUR_US, 22 * HOUR_US, size=count)
+    nights = rng.integers(_TRIP_NIGHTS[0], _TRIP_NIGHTS[1], size=count, endpoint=True)
+    leaves = day_start + nights * DAY_US + rng.integers(9 * HOUR_US, 21 * HOUR_US, size=count)
+    trips = _Trips(
+        card=card,
+        destination=rng.choice(len(_MERCHANT_COUNTRY_P), size=count, p=_MERCHANT_COUNTRY_P),
+        departs=departs,
+        arrives=departs + _flight_time(rng, count),
+        leaves=leaves,
+        returns=leaves + _flight_time(rng, count),
+    )
+    return trips, _purchases_on_trips(rng, trips)
+
+
+def _flight_time(rng: np.random.Generator, count: int) -> np.ndarray:
+    return rng.integers(_FLIGHT_HOURS[0] * HOUR_US, _FLIGHT_HOURS[1] * HOUR_US, size=count, endpoint=True)
+
+
+def _purchases_on_trips(rng: np.random.Generator, trips: _Trips) -> _TripPurchases:
+    count = len(trips)
+    # Fixed stops: the airport before take-off, a meal on arrival, the hotel at check-out, home after landing.
+    airport = trips.departs - rng.integers(30 * MINUTE_US, 150 * MINUTE_US, size=count)
+    arrival = trips.arrives + rng.integers(20 * MINUTE_US, 120 * MINUTE_US, size=count)
+    hotel = trips.leaves - rng.integers(HOUR_US, 4 * HOUR_US, size=count)
+    home_again = trips.returns + rng.integers(30 * MINUTE_US, 180 * MINUTE_US, size=count)
+    # Shopping abroad at any hour of UTC: the traveller's daytime is in another time zone.
+    stay = trips.leaves - trips.arrives
+    extra = rng.poisson(_TRIP_PURCHASES_PER_DAY * stay / DAY_US)
+    trip, _ = _expand(extra)
+    shopping = trips.arrives[trip] + (rng.random(len(trip)) * stay[trip]).astype(np.int64)
+
+    every = np.arange(count)
+    trip = np.concatenate([every, every, every, every, trip])
+    time = np.concatenate([airport, arrival, hotel, home_again, shopping])
+    abroad = np.ones(len(trip), dtype=bool)
+    abroad[:count], abroad[3 * count : 4 * count] = False, False
+    category = rng.choice(_IN_PERSON_CATEGORIES, size=len(trip))
+    category[2 * count : 3 * count] = TRAVEL
+    return _TripPurchases(
+        card=trips.card[trip], time=time, abroad=abroad, destination=trips.destination[trip], category=category
+    )
+
+
+def _with_travel(
+    config: SimulationConfig, world: _World, pools: _MerchantPools, day: int, transactions: _Transactions
+) -> _Transactions:
+    """Add the day's trip purchases, and put every legitimate card-present purchase where its holder is."""
+    rng = _rng(config.seed, _Stream.TRIP_PURCHASES, day)
+    trips, planned = _trips_of_day(config, world, day)
+    bought = _bought_on_trips(rng, world, pools, planned, day)
+    return _where_the_holder_is(rng, world, pools, trips, day, _Transactions.concat([transactions, bought]))
+
+
+def _trips_of_day(config: SimulationConfig, world: _World, day: int) -> tuple[_Trips, _TripPurchases]:
+    """Trips that may reach into `day`, and their purchases on it. A trip to the holder's home is no trip."""
+    started = [_trips_starting_on(config, start) for start in range(day - _TRIP_CYCLE_DAYS + 1, day + 1)]
+    trips = _Trips.concat([t for t, _ in started])
+    planned = _TripPurchases.concat([p for _, p in started])
+    trips = trips.take(trips.destination != world.profiles.home_country[trips.card])
+    today = (planned.time >= day * DAY_US) & (planned.time < (day + 1) * DAY_US)
+    can_pay = np.isin(planned.card, world.profiles.spending_cards())
+    away = planned.destination != world.profiles.home_country[planned.card]
+    return trips, planned.take(today & can_pay & away)
+
+
+def _bought_on_trips(
+    rng: np.random.Generator, world: _World, pools: _MerchantPools, planned: _TripPurchases, day: int
+) -> _Transactions:
+    card, count = planned.card, len(planned)
+    country = np.where(planned.abroad, planned.destination, world.profiles.home_country[card])
+    merchant = pools.in_country_and_category(rng, country, planned.category)
+    category = world.merchants.category[merchant]
+    channel = np.where(planned.abroad & (rng.random(count) < _CASH_ABROAD_SHARE), ATM, POS)
+    channel = _sold_online_where_digital(channel, category)
+    # Travellers draw cash for several days at a time.
+    spend_level = world.cards.spend_level[card] * np.where(channel == ATM, _CASH_ABROAD_DAYS, 1.0)
+    return _Transactions(
+        card=card,
+        merchant=merchant,
+        offset_us=planned.time - day * DAY_US,
+        amount=_usual_amount(rng, spend_level, category, channel),
+        channel=channel,
+        country=world.merchants.country[merchant],
+        fraud_type=np.full(count, LEGITIMATE),
+        ordinary=np.ones(count, dtype=bool),
+    )
+
+
+def _where_the_holder_is(
+    rng: np.random.Generator,
+    world: _World,
+    pools: _MerchantPools,
+    trips: _Trips,
+    day: int,
+    transactions: _Transactions,
+) -> _Transactions:
+    """Legitimate card-present purchases happen where the holder is: at the trip's destination while abroad,
+    at home otherwise, and not at all while they are in the air. Fraud stays where the fraudster is."""
+    trip_of_card = np.full(len(world.profiles.frozen), -1)
+    trip_of_card[trips.card] = np.arange(len(trips))  # trips of one card never overlap
+    legitimate = transactions.fraud_type == LEGITIMATE
+    travelling = np.flatnonzero(legitimate & (trip_of_card[transactions.card] >= 0))
+    trip, time = trip_of_card[transactions.card[travelling]], day * DAY_US + transactions.offset_us[travelling]
+    in_the_air = np.zeros(len(transactions), dtype=bool)
+    in_the_air[travelling] = trips.holder_in_the_air(trip, time)
+    location = world.profiles.home_country[transactions.card]
+    abroad = trips.holder_abroad(trip, time)
+    location[travelling[abroad]] = trips.destination[trip[abroad]]
+    transactions, location = transactions.take(~in_the_air), location[~in_the_air]
+
+    in_person = (transactions.fraud_type == LEGITIMATE) & (transactions.channel != ONLINE)
+    moved = np.flatnonzero(in_person & (transactions.country != location))
+    category = world.merchants.category[transactions.merchant[moved]]
+    merchant = pools.in_country_and_category(rng, location[moved], category)
+    transactions.merchant[moved] = merchant
+    transactions.country[moved] = world.merchants.country[merchant]
+    channel = _sold_online_where_digital(transactions.channel[moved], world.merchants.category[merchant])
+    transactions.channel[moved] = channel
+    return transactions
 
 
 # --- Drift. -------------------------------------------------------------------------------------------------
