@@ -128,12 +128,11 @@ def _materialize(defs, instance, selection, days: tuple[dt.date, dt.date] | None
 
 def _quiet_libraries() -> None:
     """The demo prints its own progress; library chatter (pickle-format notices, progress bars) hides it."""
-    import logging
     import os
     import warnings
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")  # mlflow resets its logger's level on import
     warnings.filterwarnings("ignore", module="mlflow")
 
 

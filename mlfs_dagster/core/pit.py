@@ -13,6 +13,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 
 from mlfs_dagster.core.engine import query
@@ -39,7 +40,7 @@ class FeatureJoin:
 
 
 def point_in_time_join(spine: pa.Table, spine_time: str, joins: Sequence[FeatureJoin]) -> pa.Table:
-    numbered = _utc(spine, spine_time).append_column(ROW_ID, pa.array(range(spine.num_rows), pa.int64()))
+    numbered = _utc(spine, spine_time).append_column(ROW_ID, pa.array(np.arange(spine.num_rows)))
     tables, groups, selected, from_clause = {"spine": numbered}, [], ["s.*"], "spine s"
     for i, join in enumerate(joins):
         alias = f"g{i}"

@@ -208,7 +208,7 @@ _PATTERN_SHARES = (0.4, 0.4, 0.2)
 # Legitimate travel. A card may start a trip only on its own day of a cycle, and every trip is over before
 # its cycle ends: a card's trips never overlap, and a day finds its travellers by looking one cycle back.
 _TRIP_CYCLE_DAYS = 10
-_TRIP_CHANCE = 0.06  # a card's chance of starting a trip on its day of the cycle
+_TRIP_CHANCE = 0.06  # a card's chance of starting a trip on its day of the cycle: ~2 % of holders are abroad
 _TRIP_NIGHTS = (2, 8)
 _FLIGHT_HOURS = (2, 12)
 _TRIP_PURCHASES_PER_DAY = 1.5  # in person abroad, besides the holder's everyday purchases that follow them
@@ -653,7 +653,8 @@ def _impossible_travel(
 
     incident, position = _expand(size)
     rows = len(incident)
-    merchant = pools.in_country_and_category(rng, destination[incident], rng.choice(_IN_PERSON_CATEGORIES, rows))
+    clone_category = rng.choice(_IN_PERSON_CATEGORIES, rows)
+    merchant = pools.in_country_and_category(rng, destination[incident], clone_category)
     channel = np.where(rng.random(rows) < 0.3, ATM, POS)
     amount = _cents(_as_cash_where_atm(rng.lognormal(math.log(150), 0.9, rows), channel))
     offset = at_home[incident] + delay[incident] + position * step[incident]  # ends before 23:00
@@ -869,27 +870,42 @@ def _flight_time(rng: np.random.Generator, count: int) -> np.ndarray:
 
 
 def _purchases_on_trips(rng: np.random.Generator, trips: _Trips) -> _TripPurchases:
-    count = len(trips)
-    # Fixed stops: the airport before take-off, a meal on arrival, the hotel at check-out, home after landing.
-    airport = trips.departs - rng.integers(30 * MINUTE_US, 150 * MINUTE_US, size=count)
-    arrival = trips.arrives + rng.integers(20 * MINUTE_US, 120 * MINUTE_US, size=count)
-    hotel = trips.leaves - rng.integers(HOUR_US, 4 * HOUR_US, size=count)
-    home_again = trips.returns + rng.integers(30 * MINUTE_US, 180 * MINUTE_US, size=count)
-    # Shopping abroad at any hour of UTC: the traveller's daytime is in another time zone.
+    every = np.arange(len(trips))
     stay = trips.leaves - trips.arrives
-    extra = rng.poisson(_TRIP_PURCHASES_PER_DAY * stay / DAY_US)
-    trip, _ = _expand(extra)
-    shopping = trips.arrives[trip] + (rng.random(len(trip)) * stay[trip]).astype(np.int64)
+    shopping, _ = _expand(rng.poisson(_TRIP_PURCHASES_PER_DAY * stay / DAY_US))
+    # Shopping abroad at any hour of UTC: the traveller's daytime is in another time zone.
+    shopping_time = trips.arrives[shopping] + (rng.random(len(shopping)) * stay[shopping]).astype(np.int64)
+    stops = [
+        (every, trips.departs - _minutes(rng, 30, 150, every), False, None),  # the airport before take-off
+        (every, trips.arrives + _minutes(rng, 20, 120, every), True, None),  # a meal on arrival
+        (every, trips.leaves - _minutes(rng, 60, 240, every), True, TRAVEL),  # the hotel bill at check-out
+        (every, trips.returns + _minutes(rng, 30, 180, every), False, None),  # home again after landing
+        (shopping, shopping_time, True, None),
+    ]
+    return _TripPurchases.concat([_trip_stop(rng, trips, *stop) for stop in stops])
 
-    every = np.arange(count)
-    trip = np.concatenate([every, every, every, every, trip])
-    time = np.concatenate([airport, arrival, hotel, home_again, shopping])
-    abroad = np.ones(len(trip), dtype=bool)
-    abroad[:count], abroad[3 * count : 4 * count] = False, False
-    category = rng.choice(_IN_PERSON_CATEGORIES, size=len(trip))
-    category[2 * count : 3 * count] = TRAVEL
+
+def _minutes(rng: np.random.Generator, low: int, high: int, rows: np.ndarray) -> np.ndarray:
+    return rng.integers(low * MINUTE_US, high * MINUTE_US, size=len(rows))
+
+
+def _trip_stop(
+    rng: np.random.Generator,
+    trips: _Trips,
+    trip: np.ndarray,
+    time: np.ndarray,
+    abroad: bool,
+    category: int | None,
+) -> _TripPurchases:
+    """Purchases at one kind of stop; without a `category`, at any shop one visits in person."""
+    rows = len(trip)
+    categories = rng.choice(_IN_PERSON_CATEGORIES, size=rows) if category is None else np.full(rows, category)
     return _TripPurchases(
-        card=trips.card[trip], time=time, abroad=abroad, destination=trips.destination[trip], category=category
+        card=trips.card[trip],
+        time=time,
+        abroad=np.full(rows, abroad),
+        destination=trips.destination[trip],
+        category=categories,
     )
 
 
@@ -948,18 +964,8 @@ def _where_the_holder_is(
 ) -> _Transactions:
     """Legitimate card-present purchases happen where the holder is: at the trip's destination while abroad,
     at home otherwise, and not at all while they are in the air. Fraud stays where the fraudster is."""
-    trip_of_card = np.full(len(world.profiles.frozen), -1)
-    trip_of_card[trips.card] = np.arange(len(trips))  # trips of one card never overlap
-    legitimate = transactions.fraud_type == LEGITIMATE
-    travelling = np.flatnonzero(legitimate & (trip_of_card[transactions.card] >= 0))
-    trip, time = trip_of_card[transactions.card[travelling]], day * DAY_US + transactions.offset_us[travelling]
-    in_the_air = np.zeros(len(transactions), dtype=bool)
-    in_the_air[travelling] = trips.holder_in_the_air(trip, time)
-    location = world.profiles.home_country[transactions.card]
-    abroad = trips.holder_abroad(trip, time)
-    location[travelling[abroad]] = trips.destination[trip[abroad]]
+    in_the_air, location = _holders_whereabouts(world, trips, day, transactions)
     transactions, location = transactions.take(~in_the_air), location[~in_the_air]
-
     in_person = (transactions.fraud_type == LEGITIMATE) & (transactions.channel != ONLINE)
     moved = np.flatnonzero(in_person & (transactions.country != location))
     category = world.merchants.category[transactions.merchant[moved]]
@@ -969,6 +975,24 @@ def _where_the_holder_is(
     channel = _sold_online_where_digital(transactions.channel[moved], world.merchants.category[merchant])
     transactions.channel[moved] = channel
     return transactions
+
+
+def _holders_whereabouts(
+    world: _World, trips: _Trips, day: int, transactions: _Transactions
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each transaction, whether its legitimate holder is in the air, and the country they are in."""
+    trip_of_card = np.full(len(world.profiles.frozen), -1)
+    trip_of_card[trips.card] = np.arange(len(trips))  # a card's trips never overlap
+    legitimate = transactions.fraud_type == LEGITIMATE
+    travelling = np.flatnonzero(legitimate & (trip_of_card[transactions.card] >= 0))
+    trip = trip_of_card[transactions.card[travelling]]
+    time = day * DAY_US + transactions.offset_us[travelling]
+    in_the_air = np.zeros(len(transactions), dtype=bool)
+    in_the_air[travelling] = trips.holder_in_the_air(trip, time)
+    location = world.profiles.home_country[transactions.card]
+    abroad = trips.holder_abroad(trip, time)
+    location[travelling[abroad]] = trips.destination[trip[abroad]]
+    return in_the_air, location
 
 
 # --- Drift. -------------------------------------------------------------------------------------------------
