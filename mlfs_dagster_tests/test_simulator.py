@@ -1,4 +1,5 @@
-"""The card-fraud simulator: determinism, file layout and schemas, fraud patterns, drift injection, CLI."""
+"""The card-fraud simulator: determinism, file layout and schemas, fraud patterns and their legitimate
+look-alikes, drift injection, CLI."""
 
 import argparse
 import dataclasses
@@ -11,6 +12,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
+from mlfs_dagster.fraud.sources import SOURCES as SOURCE_SPECS
 
 from mlfs_dagster.fraud.simulator import (
     NEW_COUNTRIES,
@@ -26,49 +29,12 @@ START = dt.date(2026, 1, 1)
 SMALL = SimulationConfig(
     start_date=START, days=12, cards=300, merchants=200, transactions_per_day=600, fraud_rate=0.02, seed=11
 )
+# Many cards and few days: enough travellers and online sprees to look for, still fast.
+CROWD = SimulationConfig(
+    start_date=START, days=8, cards=3_000, merchants=200, transactions_per_day=3_000, fraud_rate=0.01, seed=5
+)
 DRIFT_START = START + dt.timedelta(days=6)
-TS = pa.timestamp("us", tz="UTC")
-EXPECTED_SCHEMAS = {
-    "transactions": pa.schema(
-        [
-            ("transaction_id", pa.string()),
-            ("card_id", pa.string()),
-            ("merchant_id", pa.string()),
-            ("event_time", TS),
-            ("amount", pa.float64()),
-            ("channel", pa.string()),
-            ("country", pa.string()),
-            ("card_present", pa.bool_()),
-        ]
-    ),
-    "card_profiles": pa.schema(
-        [
-            ("card_id", pa.string()),
-            ("event_time", TS),
-            ("card_type", pa.string()),
-            ("credit_limit", pa.float64()),
-            ("home_country", pa.string()),
-            ("status", pa.string()),
-        ]
-    ),
-    "merchants": pa.schema(
-        [
-            ("merchant_id", pa.string()),
-            ("event_time", TS),
-            ("name", pa.string()),
-            ("category", pa.string()),
-            ("country", pa.string()),
-        ]
-    ),
-    "fraud_reports": pa.schema(
-        [
-            ("report_id", pa.string()),
-            ("transaction_id", pa.string()),
-            ("reported_at", TS),
-            ("fraud_type", pa.string()),
-        ]
-    ),
-}
+HOTSPOTS = {"NG", "RU", "CN", "BR"}
 TIME_COLUMN = {"transactions": "event_time", "card_profiles": "event_time", "merchants": "event_time"}
 TIME_COLUMN["fraud_reports"] = "reported_at"
 
@@ -77,6 +43,13 @@ TIME_COLUMN["fraud_reports"] = "reported_at"
 def landing(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("landing")
     simulate(SMALL, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def crowd(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("crowd")
+    simulate(CROWD, path)
     return path
 
 
@@ -98,8 +71,22 @@ def read(landing: Path, source: str) -> pd.DataFrame:
 
 
 def transactions_with_truth(landing: Path) -> pd.DataFrame:
+    """Transactions with their ground truth, merchant category and the card's first home country."""
     truth = pq.read_table(landing / "_ground_truth" / "fraud.parquet").to_pandas()
-    return read(landing, "transactions").merge(truth, on="transaction_id", validate="one_to_one")
+    category = read(landing, "merchants").set_index("merchant_id")["category"]
+    txns = read(landing, "transactions").merge(truth, on="transaction_id", validate="one_to_one")
+    return txns.assign(
+        category=txns["merchant_id"].map(category), home=txns["card_id"].map(first_homes(landing))
+    )
+
+
+def first_homes(landing: Path) -> pd.Series:
+    return read(landing, "card_profiles").drop_duplicates("card_id").set_index("card_id")["home_country"]
+
+
+def cards_that_moved_home(landing: Path) -> set[str]:
+    homes = read(landing, "card_profiles").groupby("card_id")["home_country"].nunique()
+    return set(homes[homes > 1].index)
 
 
 def test_same_seed_gives_byte_identical_files(landing, tmp_path):
@@ -116,7 +103,7 @@ def test_different_seed_gives_different_files(landing, tmp_path):
 
 
 def test_every_file_has_the_exact_schema(landing):
-    for source, schema in EXPECTED_SCHEMAS.items():
+    for source, schema in ((spec.name, spec.schema) for spec in SOURCE_SPECS):
         paths = sorted((landing / source).glob("date=*/part-0.parquet"))
         assert len(paths) == SMALL.days, source
         for path in paths:
@@ -194,15 +181,17 @@ def test_merchants_only_transact_after_onboarding(landing):
 def test_card_testing_bursts_step_up_online_within_90_minutes(landing):
     txns = transactions_with_truth(landing)
     bursts = txns[txns["fraud_type"] == "card_testing_burst"].sort_values("event_time")
-    found = 0
+    tested = untested = two_step = 0
     for _, card in bursts.groupby("card_id"):
         span = card["event_time"].iloc[-1] - card["event_time"].iloc[0]
-        if len(card) >= 3 and span <= pd.Timedelta(minutes=90):
+        if span <= pd.Timedelta(minutes=90):  # one burst on this card
             assert (card["channel"] == "online").all()
-            assert card["amount"].is_monotonic_increasing
-            assert card["amount"].iloc[0] <= 5 and card["amount"].iloc[-1] >= 300
-            found += 1
-    assert found >= 2
+            assert card["amount"].is_monotonic_increasing and card["amount"].iloc[-1] >= 300
+            tested += card["amount"].iloc[0] <= 5
+            untested += card["amount"].iloc[0] >= 30  # no small test charge first
+            two_step += len(card) == 2
+    assert tested >= 2 and untested >= 1 and two_step >= 1
+    assert tested > untested
 
 
 def test_impossible_travel_follows_a_home_purchase_within_3_hours(landing):
@@ -222,6 +211,88 @@ def test_impossible_travel_follows_a_home_purchase_within_3_hours(landing):
         ]
         found += len(before) > 0 and fraud["country"] != home[fraud["card_id"]]
     assert found >= 0.9 * travel["card_id"].nunique()
+
+
+def test_impossible_travel_also_happens_where_legitimate_travellers_go(crowd):
+    txns = transactions_with_truth(crowd)
+    clones = set(txns.loc[txns["fraud_type"] == "impossible_travel", "country"])
+    travellers = txns[~txns["is_fraud"] & txns["card_present"] & (txns["country"] != txns["home"])]
+    assert clones & HOTSPOTS and clones - HOTSPOTS
+    assert (clones - HOTSPOTS) & set(travellers["country"])
+
+
+def test_some_fraud_looks_like_the_holders_own_spending(landing):
+    txns = transactions_with_truth(landing)
+    fraud = txns[txns["is_fraud"]]
+    quiet = fraud[fraud["fraud_type"] == "ordinary_looking"]
+    assert 0.1 < len(quiet) / len(fraud) < 0.3
+    assert (quiet["country"] == quiet["home"]).all()
+    assert {"pos", "online"} <= set(quiet["channel"])
+    usual = txns[~txns["is_fraud"]].groupby("card_id")["amount"].median()
+    assert 1 < (quiet["amount"] / quiet["card_id"].map(usual)).median() < 4
+    assert quiet["amount"].max() < 2_000
+
+
+def test_travellers_buy_in_person_abroad_with_a_flight_between_countries(crowd):
+    txns = transactions_with_truth(crowd)
+    in_person = txns[
+        ~txns["is_fraud"] & txns["card_present"] & ~txns["card_id"].isin(cards_that_moved_home(crowd))
+    ]
+    in_person = in_person.sort_values(["card_id", "event_time"])
+    previous = in_person.groupby("card_id")[["country", "event_time"]].shift()
+    crossing = previous["country"].notna() & (in_person["country"] != previous["country"])
+    gaps = (in_person["event_time"] - previous["event_time"])[crossing]
+    assert crossing.sum() >= 50
+    assert gaps.min() >= pd.Timedelta(hours=2), "a legitimate holder changed country without a flight"
+    abroad = in_person[in_person["country"] != in_person["home"]]
+    assert 0.005 < abroad.groupby("file_date")["card_id"].nunique().mean() / CROWD.cards < 0.04
+    assert set(abroad["country"]) & HOTSPOTS and set(abroad["country"]) - HOTSPOTS
+
+
+def test_online_sprees_rise_like_card_tests_and_are_not_reported(crowd):
+    txns = transactions_with_truth(crowd)
+    online = txns[txns["channel"] == "online"].sort_values(["card_id", "event_time"])
+    online["reported"] = online["transaction_id"].isin(read(crowd, "fraud_reports")["transaction_id"])
+    gap = online.groupby("card_id")["event_time"].diff()
+    spree_id = (gap.isna() | (gap > pd.Timedelta(minutes=60))).cumsum()
+    sprees = online.groupby(spree_id).agg(
+        rows=("amount", "size"),
+        start=("event_time", "min"),
+        end=("event_time", "max"),
+        first=("amount", "first"),
+        last=("amount", "last"),
+        largest=("amount", "max"),
+        last_category=("category", "last"),
+        reported=("reported", "any"),
+    )
+    # Rising online charges within an hour, ending in a large one at an electronics shop, as a card test does.
+    card_test_like = sprees[
+        (sprees["rows"] >= 3)
+        & (sprees["end"] - sprees["start"] <= pd.Timedelta(minutes=60))
+        & (sprees["last"] == sprees["largest"])
+        & (sprees["last"] >= 10 * sprees["first"])
+        & (sprees["last_category"] == "electronics")
+    ]
+    assert (~card_test_like["reported"]).sum() >= 5
+    assert card_test_like["reported"].any()  # the same shape is also fraud
+
+
+def test_frozen_cards_do_not_transact(landing):
+    profiles = read(landing, "card_profiles")
+    # A change applies from the day after its file; the first file holds the profiles of day one.
+    profiles["effective"] = pd.to_datetime(profiles["file_date"]) + pd.Timedelta(days=1)
+    profiles.loc[profiles["file_date"] == START, "effective"] = pd.Timestamp(START)
+    txns = read(landing, "transactions").assign(day=lambda t: pd.to_datetime(t["file_date"]))
+    status = pd.merge_asof(
+        txns.sort_values("day"),
+        profiles.sort_values("effective"),
+        left_on="day",
+        right_on="effective",
+        by="card_id",
+        suffixes=("", "_profile"),
+    )["status"]
+    assert (profiles["status"] == "frozen").any()
+    assert (status == "active").all()
 
 
 def test_mean_shift_raises_amounts_from_its_start_and_leaves_earlier_files_unchanged(landing, tmp_path):

@@ -34,6 +34,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from mlfs_dagster.fraud import sources
+from mlfs_dagster.fraud.sources import TIMESTAMP
+
 SOURCES = ("transactions", "card_profiles", "merchants", "fraud_reports")
 GROUND_TRUTH_FOLDER = "_ground_truth"
 
@@ -125,48 +128,8 @@ _NAME_SECOND = ("Oak", "River", "Star", "Harbor", "Peak", "Lane", "Bridge", "Fie
 
 # --- Schemas of the written files. --------------------------------------------------------------------------
 
-TIMESTAMP = pa.timestamp("us", tz="UTC")
-SCHEMAS = {
-    "transactions": pa.schema(
-        [
-            ("transaction_id", pa.string()),
-            ("card_id", pa.string()),
-            ("merchant_id", pa.string()),
-            ("event_time", TIMESTAMP),
-            ("amount", pa.float64()),
-            ("channel", pa.string()),
-            ("country", pa.string()),
-            ("card_present", pa.bool_()),
-        ]
-    ),
-    "card_profiles": pa.schema(
-        [
-            ("card_id", pa.string()),
-            ("event_time", TIMESTAMP),
-            ("card_type", pa.string()),
-            ("credit_limit", pa.float64()),
-            ("home_country", pa.string()),
-            ("status", pa.string()),
-        ]
-    ),
-    "merchants": pa.schema(
-        [
-            ("merchant_id", pa.string()),
-            ("event_time", TIMESTAMP),
-            ("name", pa.string()),
-            ("category", pa.string()),
-            ("country", pa.string()),
-        ]
-    ),
-    "fraud_reports": pa.schema(
-        [
-            ("report_id", pa.string()),
-            ("transaction_id", pa.string()),
-            ("reported_at", TIMESTAMP),
-            ("fraud_type", pa.string()),
-        ]
-    ),
-}
+# The landing contract each file must meet is the source spec's: one declaration, shared with ingestion.
+SCHEMAS = {spec.name: spec.schema for spec in sources.SOURCES}
 GROUND_TRUTH_SCHEMA = pa.schema(
     [("transaction_id", pa.string()), ("is_fraud", pa.bool_()), ("fraud_type", pa.string())]
 )
