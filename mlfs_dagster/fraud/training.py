@@ -57,6 +57,10 @@ def build_training_set(
                          TimeRange(features_complete_from, as_of).filter(FRAUD_REPORTS.time_column),
                          snapshots[FRAUD_REPORTS.table])
     labelled = spine.append_column(LABEL, pc.is_in(spine["transaction_id"], reports["transaction_id"]))
-    vectors = FRAUD_VIEW.vectors(store, labelled, snapshots=snapshots)
+    # A fixed row order: the learner's own validation split depends on it, so the same version and seed
+    # must always see the rows the same way, however the raw files happen to be laid out.
+    vectors = FRAUD_VIEW.vectors(store, labelled, snapshots=snapshots).sort_by(
+        [("event_time", "ascending"), ("transaction_id", "ascending")]
+    )
     vectors = vectors.append_column(SPLIT, time_split(vectors["event_time"], validation_fraction))
     return TrainingSet(vectors, as_of, features_complete_from, cutoff, snapshots)
