@@ -20,6 +20,10 @@ class Column:
     tags: tuple[str, ...] = ()
 
 
+def arrow_schema(columns: tuple[Column, ...]) -> pa.Schema:
+    return pa.schema([pa.field(c.name, c.type) for c in columns])
+
+
 @dataclass(frozen=True)
 class SourceSpec:
     """An upstream system's daily files in the landing zone, ingested into `raw.<name>`."""
@@ -35,7 +39,7 @@ class SourceSpec:
 
     @property
     def schema(self) -> pa.Schema:
-        return pa.schema([pa.field(c.name, c.type) for c in self.columns])
+        return arrow_schema(self.columns)
 
     @property
     def table(self) -> str:
@@ -87,7 +91,7 @@ class FeatureGroupSpec:
 
     @property
     def schema(self) -> pa.Schema:
-        return pa.schema([pa.field(c.name, c.type) for c in self.columns])
+        return arrow_schema(self.columns)
 
     @property
     def table(self) -> str:
