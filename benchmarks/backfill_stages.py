@@ -165,8 +165,9 @@ def materialize_stage(defs, instance, stage: Stage, days: tuple[dt.date, dt.date
     """One in-process run, as the demo's `_materialize` does it; returns (run seconds, step seconds)."""
     from dagster import AssetSelection, materialize
 
-    tags = ({"dagster/asset_partition_range_start": days[0].isoformat(),
-             "dagster/asset_partition_range_end": days[1].isoformat()} if stage.partitioned else {})
+    from mlfs_dagster.partitions import range_tags
+
+    tags = range_tags(days if stage.partitioned else None)
     result, seconds = timed(lambda: materialize(
         [*defs.assets, *defs.asset_checks], selection=AssetSelection.assets(*stage.assets),
         resources=defs.resources, instance=instance, tags=tags, run_config=QUIET, raise_on_error=False,

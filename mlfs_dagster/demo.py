@@ -104,17 +104,14 @@ class StageFailed(RuntimeError):
 def _materialize(defs, instance, selection, days: tuple[dt.date, dt.date] | None = None, tags=None) -> None:
     from dagster import materialize
 
-    range_tags = (
-        {"dagster/asset_partition_range_start": days[0].isoformat(),
-         "dagster/asset_partition_range_end": days[1].isoformat()}
-        if days else {}
-    )
+    from mlfs_dagster.partitions import range_tags
+
     result = materialize(
         [*defs.assets, *defs.asset_checks],
         selection=selection,
         resources=defs.resources,
         instance=instance,
-        tags={**range_tags, **(tags or {})},
+        tags={**range_tags(days), **(tags or {})},
         run_config=QUIET,
         raise_on_error=False,
     )

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from mlfs_dagster.demo import QUIET
 from mlfs_dagster.fraud.simulator import SimulationConfig, simulate
 from mlfs_dagster.settings import Settings
 
 START = dt.date(2026, 1, 1)
 DAYS = 45
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def day(number: int) -> dt.date:
@@ -30,17 +30,14 @@ class World:
     def materialize(self, selection, days: tuple[dt.date, dt.date] | None = None, resources=None, tags=None):
         from dagster import materialize
 
-        range_tags = (
-            {"dagster/asset_partition_range_start": days[0].isoformat(),
-             "dagster/asset_partition_range_end": days[1].isoformat()}
-            if days else {}
-        )
+        from mlfs_dagster.partitions import range_tags
+
         return materialize(
             [*self.defs.assets, *self.defs.asset_checks],
             selection=selection,
             resources={**self.defs.resources, **(resources or {})},
             instance=self.instance,
-            tags={**range_tags, **(tags or {})},
+            tags={**range_tags(days), **(tags or {})},
             run_config=QUIET,
             raise_on_error=False,
         )
