@@ -25,7 +25,7 @@ test: install
 	$(BIN)/pytest
 
 dev: install
-	$(BIN)/mlfs init
+	$(BIN)/mlfs home
 	$(BIN)/dagster dev -w workspace.yaml
 
 mlflow: install

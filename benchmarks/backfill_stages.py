@@ -30,16 +30,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-# None of these modules reads the environment when imported; mlfs_dagster.definitions does, so it is
+# None of these modules reads the environment when imported; card_fraud.definitions does, so it is
 # imported only after `use_home` has pointed the environment at the benchmark's folder.
 from mlfs_dagster.cli import init_dagster_home
 from mlfs_dagster.core.features import compute_feature_group
 from mlfs_dagster.core.offline_store import OfflineStore, TimeRange
 from mlfs_dagster.core.pit import FeatureJoin, point_in_time_join
-from mlfs_dagster.demo import QUIET, DemoConfig
-from mlfs_dagster.fraud.features import CARD_TXN_WINDOWS
-from mlfs_dagster.fraud.simulator import simulate
-from mlfs_dagster.fraud.sources import SOURCES
+from card_fraud.demo import QUIET, DemoConfig
+from card_fraud.features import CARD_TXN_WINDOWS
+from card_fraud.simulator import simulate
+from card_fraud.system import FRAUD_MODEL, FRAUD_VIEW, SYSTEM
 from mlfs_dagster.settings import Settings
 
 # Locations that would send the benchmark's writes somewhere other than its own folder.
@@ -67,22 +67,23 @@ class Stage:
     rate_of: str  # "out" or "in": which row count rows/s divides
 
 
+TRANSACTIONS = SYSTEM.source("transactions").table
 STAGES = (
-    Stage("raw ingestion", tuple(s.asset_name for s in SOURCES), True, ("landing",),
-          tuple(s.table for s in SOURCES), "out"),
-    Stage("card_txn_windows", ("card_txn_windows",), True, ("raw.transactions",),
-          ("features.card_txn_windows",), "out"),
-    Stage("card_details", ("card_details",), True, ("raw.card_profiles",), ("features.card_details",), "out"),
-    Stage("merchant_risk", ("merchant_risk",), True, ("raw.transactions",),
-          ("features.merchant_risk",), "in"),
-    Stage("training set", ("fraud_training_set",), False, ("raw.transactions",),
-          ("training.fraud_training_set",), "out"),
-    Stage("model (train, gate, champion)", ("fraud_model", "fraud_model_champion"), False,
-          ("training.fraud_training_set",), (), "in"),
-    Stage("batch inference", ("fraud_predictions",), True, ("raw.transactions",),
-          ("inference.fraud_predictions",), "out"),
-    Stage("drift reports", ("feature_drift_report",), True, ("inference.fraud_predictions",),
-          ("monitoring.feature_drift",), "in"),
+    Stage("raw ingestion", tuple(s.asset_name for s in SYSTEM.sources), True, ("landing",),
+          tuple(s.table for s in SYSTEM.sources), "out"),
+    Stage("card_txn_windows", ("card_txn_windows",), True, (TRANSACTIONS,),
+          (SYSTEM.feature_group("card_txn_windows").table,), "out"),
+    Stage("card_details", ("card_details",), True, (SYSTEM.source("card_profiles").table,),
+          (SYSTEM.feature_group("card_details").table,), "out"),
+    Stage("merchant_risk", ("merchant_risk",), True, (TRANSACTIONS,),
+          (SYSTEM.feature_group("merchant_risk").table,), "in"),
+    Stage("training set", (FRAUD_VIEW.asset_name,), False, (TRANSACTIONS,), (FRAUD_VIEW.table,), "out"),
+    Stage("model (train, gate, champion)", (FRAUD_MODEL.name, f"{FRAUD_MODEL.name}_champion"), False,
+          (FRAUD_VIEW.table,), (), "in"),
+    Stage("batch inference", (f"{FRAUD_MODEL.name}_predictions",), True, (TRANSACTIONS,),
+          (FRAUD_MODEL.predictions_table,), "out"),
+    Stage("drift reports", (f"{FRAUD_MODEL.name}_feature_drift",), True, (FRAUD_MODEL.predictions_table,),
+          (FRAUD_MODEL.drift_table,), "in"),
 )
 
 
@@ -126,7 +127,7 @@ def best_of(work: Callable[[], object], repeats: int = COMPARISON_REPEATS) -> tu
 
 
 def use_home(home: Path) -> Settings:
-    """Point every store and Dagster at `home`; must run before mlfs_dagster.definitions is imported."""
+    """Point every store and Dagster at `home`; must run before card_fraud.definitions is imported."""
     for name in LOCATION_VARIABLES:
         os.environ.pop(name, None)
     os.environ["MLFS_HOME"] = str(home)
@@ -163,13 +164,14 @@ def import_heavy_libraries() -> Timing:
 
 def materialize_stage(defs, instance, stage: Stage, days: tuple[dt.date, dt.date]) -> tuple[float, float]:
     """One in-process run, as the demo's `_materialize` does it; returns (run seconds, step seconds)."""
-    from dagster import AssetSelection, materialize
+    from dagster import AssetKey, AssetSelection, materialize
 
-    from mlfs_dagster.partitions import range_tags
+    from mlfs_dagster.builders.common import range_tags
 
-    tags = range_tags(days if stage.partitioned else None)
+    tags = range_tags(*(d.isoformat() for d in days)) if stage.partitioned else {}
+    keys = [AssetKey([SYSTEM.name, name]) for name in stage.assets]
     result, seconds = timed(lambda: materialize(
-        [*defs.assets, *defs.asset_checks], selection=AssetSelection.assets(*stage.assets),
+        [*defs.assets, *defs.asset_checks], selection=AssetSelection.assets(*keys),
         resources=defs.resources, instance=instance, tags=tags, run_config=QUIET, raise_on_error=False,
     ))
     if not result.success:
@@ -189,7 +191,7 @@ def table_rows(store: OfflineStore, tables: tuple[str, ...]) -> int:
 def run_stages(store: OfflineStore, landing_rows: int, days: tuple[dt.date, dt.date]) -> list[Timing]:
     from dagster import DagsterInstance
 
-    from mlfs_dagster.definitions import defs
+    from card_fraud.definitions import defs
 
     instance = DagsterInstance.get()
     timings = []
@@ -300,7 +302,7 @@ def assert_same_windows(ours: pd.DataFrame, theirs: pd.DataFrame) -> None:
 
 
 def compare_windows(store: OfflineStore) -> Comparison:
-    transactions = store.read("raw.transactions", ("transaction_id", "card_id", "event_time", "amount"))
+    transactions = store.read(TRANSACTIONS, ("transaction_id", "card_id", "event_time", "amount"))
     frame = transactions.to_pandas()
     ours, ours_seconds = best_of(lambda: ours_windows(transactions))
     theirs, pandas_seconds = best_of(lambda: pandas_windows(frame))

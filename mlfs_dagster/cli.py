@@ -1,4 +1,4 @@
-"""The `mlfs` command: simulate upstream data, run the demo, show what the system holds."""
+"""The `mlfs` command: scaffold a system, land history, read the catalog, show what the stores hold."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from mlfs_dagster.settings import PROJECT_ROOT, Settings
@@ -23,67 +24,105 @@ def init_dagster_home(settings: Settings) -> Path:
     return settings.dagster_home
 
 
-def _simulate(args: argparse.Namespace) -> None:
-    from mlfs_dagster.fraud.simulator import config_from_args, simulate
+def _workspace(args: argparse.Namespace) -> Path:
+    return Path(args.workspace or ("workspace.yaml" if Path("workspace.yaml").exists() else PROJECT_ROOT / "workspace.yaml"))
 
-    landing = Path(args.landing or Settings.from_env().landing)
-    result = simulate(config_from_args(args), landing)
-    print(json.dumps({"landing": str(landing), "rows": result.rows,
-                      "fraud_transactions": result.fraud_transactions}, indent=2))
+
+def _systems(args: argparse.Namespace):
+    from mlfs_dagster.workspace import load_systems
+
+    return load_systems(_workspace(args))
 
 
 def _status(args: argparse.Namespace) -> None:
     from mlfs_dagster.status import collect_status
 
-    status = collect_status(Settings.from_env())
+    status = collect_status(Settings.from_env(), _systems(args))
     if args.json:
         print(json.dumps(status, indent=2, default=str))
         return
     for table in status["tables"]:
-        print(f"{table['table']:<36} {table['rows']:>10} rows  snapshot {table['snapshot_id']}")
+        print(f"{table['table']:<44} {table['rows']:>10} rows  snapshot {table['snapshot_id']}")
     for model in status["models"]:
         print(f"model {model['name']}: versions {[v['version'] for v in model['versions']]}, aliases {model['aliases']}")
-    drifted = [day for day, d in status["drift"].items() if d["dataset_drift"]]
-    print(f"drift reports: {len(status['drift'])} days, drifted on {drifted}")
+    for model, periods in status["drift"].items():
+        print(f"{model} drift reports: {len(periods)} periods, drifted on {[p for p, d in periods.items() if d['dataset_drift']]}")
     print(f"sensor requests: {len(status['sensor_requests'])}")
 
 
-def _demo(args: argparse.Namespace) -> None:
-    from mlfs_dagster.demo import DemoConfig, StageFailed, run_demo
+def _features(args: argparse.Namespace) -> None:
+    from mlfs_dagster.catalog import feature_catalog
+    from mlfs_dagster.core.offline_store import OfflineStore
 
-    try:
-        summary = run_demo(DemoConfig(days=args.days, drift_day=args.drift_day, cards=args.cards,
-                                      transactions_per_day=args.transactions_per_day))
-    except StageFailed as failure:
-        sys.exit(f"demo stopped: {failure}")
-    if not summary["detected_within_3_days"] or summary["false_alarms_before_injection"]:
-        sys.exit("drift detection missed its target: see the summary above")
+    settings = Settings.from_env()
+    catalog = feature_catalog(OfflineStore(settings.catalog_uri, settings.warehouse), _systems(args))
+    if args.json:
+        print(json.dumps(catalog, indent=2))
+        return
+    for group in catalog:
+        print(f"{group['system']}/{group['group']} v{group['version']}  owner {group['owner']}  entity "
+              f"({', '.join(group['entity'])})  {group['rows']} rows, latest {group['latest_event'] or 'never'}")
+        print(f"    {group['description']}")
+        for column in group["columns"]:
+            tags = f" [{', '.join(column['tags'])}]" if column["tags"] else ""
+            print(f"    {column['name']:<28} {column['type']:<24} {column['description']}{tags}")
+
+
+def _land(args: argparse.Namespace) -> None:
+    from mlfs_dagster.core.landing import land_history
+
+    system_name, _, source_name = args.source.rpartition(".")
+    systems = [s for s in _systems(args) if not system_name or s.name == system_name]
+    matches = [(s, src) for s in systems for src in s.sources if src.name == source_name]
+    if len(matches) != 1:
+        sys.exit(f"mlfs land: {args.source!r} names {len(matches)} sources of {[s.name for s in systems]}; "
+                 "write SYSTEM.SOURCE")
+    system, source = matches[0]
+    written = land_history(args.landing or Settings.from_env().landing, source.name, source.time_column,
+                           system.step, args.file)
+    print(json.dumps({"source": f"{system.name}.{source.name}", "periods": len(written),
+                      "rows": sum(written.values()),
+                      "first": min(written).isoformat() if written else None,
+                      "last": max(written).isoformat() if written else None}, indent=2))
+
+
+def _init(args: argparse.Namespace) -> None:
+    from mlfs_dagster.scaffold import init_system
+
+    created = init_system(args.name, Path(args.directory or args.name), _workspace(args))
+    print("\n".join(str(path) for path in created))
 
 
 def main(argv: list[str] | None = None) -> None:
-    from mlfs_dagster.fraud.simulator import add_arguments
-
     parser = argparse.ArgumentParser(prog="mlfs", description=__doc__)
+    parser.add_argument("--workspace", help="Dagster workspace file listing the systems (default: ./workspace.yaml)")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    simulate = commands.add_parser("simulate", help="write daily upstream files to the landing zone")
-    add_arguments(simulate)
-    simulate.add_argument("--landing", help="landing zone folder (default: $MLFS_HOME/landing)")
-    simulate.set_defaults(run=_simulate)
+    init = commands.add_parser("init", help="scaffold a new system and add it to the workspace")
+    init.add_argument("name", help="system name: lower-case letters, digits and underscores")
+    init.add_argument("--directory", help="folder to create (default: ./NAME)")
+    init.set_defaults(run=_init)
+
+    land = commands.add_parser("land", help="split a file of history into the landing zone's period folders")
+    land.add_argument("source", help="SOURCE or SYSTEM.SOURCE")
+    land.add_argument("file", help="Parquet, CSV or JSON Lines file with the source's time column")
+    land.add_argument("--landing", help="landing zone (default: $MLFS_HOME/landing)")
+    land.set_defaults(run=_land)
+
+    features = commands.add_parser("features", help="the feature catalog of every system")
+    features.add_argument("--json", action="store_true", help="machine-readable output")
+    features.set_defaults(run=_features)
 
     status = commands.add_parser("status", help="what the stores hold now")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(run=_status)
 
-    demo = commands.add_parser("demo", help="run the card-fraud system end to end on embedded defaults")
-    demo.add_argument("--days", type=int, default=60)
-    demo.add_argument("--drift-day", type=int, default=45, help="day number drift starts on (1-based)")
-    demo.add_argument("--cards", type=int, default=2_000)
-    demo.add_argument("--transactions-per-day", type=int, default=4_000)
-    demo.set_defaults(run=_demo)
+    # Installed systems add their own commands (the reference system: `simulate` and `demo`).
+    for plugin in entry_points(group="mlfs.commands"):
+        plugin.load()(commands)
 
-    init = commands.add_parser("init", help="prepare $MLFS_HOME/dagster for `dagster dev`")
-    init.set_defaults(run=lambda _: print(init_dagster_home(Settings.from_env())))
+    home = commands.add_parser("home", help="prepare $MLFS_HOME/dagster for `dagster dev`")
+    home.set_defaults(run=lambda _: print(init_dagster_home(Settings.from_env())))
 
     args = parser.parse_args(argv)
     init_dagster_home(Settings.from_env())

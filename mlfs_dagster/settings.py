@@ -4,14 +4,11 @@ Each location can be pointed elsewhere by its own environment variable (producti
 catalog, S3 warehouse and landing zone, an MLflow server); unset, all are embedded under MLFS_HOME.
 """
 
-import datetime as dt
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-# The first daily partition; the simulator's first day by default.
-DEFAULT_START_DATE = dt.date(2026, 1, 1)
 
 
 def mlfs_home() -> Path:
@@ -28,7 +25,6 @@ class Settings:
     mlflow_tracking_uri: str
     mlflow_artifacts: str
     reports: Path
-    start_date: dt.date
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -42,5 +38,4 @@ class Settings:
             mlflow_tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home}/mlflow/mlflow.db",
             mlflow_artifacts=os.environ.get("MLFS_MLFLOW_ARTIFACTS") or str(home / "mlflow" / "artifacts"),
             reports=Path(os.environ.get("MLFS_REPORTS") or home / "reports"),
-            start_date=dt.date.fromisoformat(os.environ.get("MLFS_START_DATE") or DEFAULT_START_DATE.isoformat()),
         )

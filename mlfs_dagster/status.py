@@ -1,14 +1,17 @@
-"""`mlfs status`: what the system holds now, read from the real stores (catalog, registry, Dagster)."""
+"""`mlfs status`: what the stores hold now, read from the real stores (catalog, registry, Dagster)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from mlfs_dagster.builders.monitoring import RETRAIN_TRIGGER_TAG
 from mlfs_dagster.core.offline_store import OfflineStore
 from mlfs_dagster.core.registry import ModelRegistry
-from mlfs_dagster.defs.monitoring import DRIFT_TABLE, RETRAIN_TRIGGER_TAG
+from mlfs_dagster.core.specs import System
 from mlfs_dagster.settings import Settings
 
 
-def collect_status(settings: Settings, instance=None) -> dict:
+def collect_status(settings: Settings, systems: Sequence[System], instance=None) -> dict:
     store = OfflineStore(settings.catalog_uri, settings.warehouse)
     registry = ModelRegistry(settings.mlflow_tracking_uri, settings.mlflow_artifacts)
     return {
@@ -20,29 +23,29 @@ def collect_status(settings: Settings, instance=None) -> dict:
         "models": [
             {"name": m.name, "aliases": m.aliases, "versions": m.versions} for m in registry.models()
         ],
-        "drift": _latest_drift(store),
+        "drift": {m.registered_name: _latest_drift(store, m.drift_table) for s in systems for m in s.models},
         "sensor_requests": _sensor_requests(instance),
     }
 
 
-def _latest_drift(store: OfflineStore) -> dict[str, dict]:
-    """Per day: the share of drifted features, whether the day counts as drifted, and which columns."""
-    if not store.exists(DRIFT_TABLE):
+def _latest_drift(store: OfflineStore, table: str) -> dict[str, dict]:
+    """Per period: the share of drifted features, whether the period counts as drifted, and which columns."""
+    if not store.exists(table):
         return {}
-    days: dict[str, dict] = {}
-    for row in store.read(DRIFT_TABLE).to_pylist():
-        day = days.setdefault(
-            row["day"].date().isoformat(),
+    periods: dict[str, dict] = {}
+    for row in store.read(table).to_pylist():
+        period = periods.setdefault(
+            row["day"].date().isoformat() if row["day"].hour == 0 else row["day"].isoformat(),
             {"drift_share": row["drift_share"], "dataset_drift": row["dataset_drift"],
              "model_version": row["model_version"], "drifted_columns": []},
         )
         if row["drifted"]:
-            day["drifted_columns"].append(row["column"])
-    return dict(sorted(days.items()))
+            period["drifted_columns"].append(row["column"])
+    return dict(sorted(periods.items()))
 
 
 def _sensor_requests(instance) -> list[dict]:
-    """Runs the drift sensor requested, newest first."""
+    """Runs the drift sensors requested, newest first."""
     from dagster import DagsterInstance, RunsFilter
 
     instance = instance or DagsterInstance.get()

@@ -7,12 +7,20 @@ from pathlib import Path
 
 import pytest
 
-from mlfs_dagster.demo import QUIET
-from mlfs_dagster.fraud.simulator import SimulationConfig, simulate
+from card_fraud.demo import QUIET
+from card_fraud.simulator import SimulationConfig, simulate
+from card_fraud.system import SYSTEM
 from mlfs_dagster.settings import Settings
 
-START = dt.date(2026, 1, 1)
+START = SYSTEM.start
 DAYS = 45
+
+
+def groups(*layers: str):
+    """The reference system's asset groups of these layers."""
+    from card_fraud.demo import groups as system_groups
+
+    return system_groups(*layers)
 
 
 def day(number: int) -> dt.date:
@@ -28,16 +36,21 @@ class World:
     defs: object
 
     def materialize(self, selection, days: tuple[dt.date, dt.date] | None = None, resources=None, tags=None):
+        return self.materialize_with(self.defs, selection, days, resources, tags)
+
+    def materialize_with(self, defs, selection, days: tuple[dt.date, dt.date] | None = None, resources=None,
+                         tags=None):
+        """One in-process run of `selection` among `defs` (another system's, or a changed declaration)."""
         from dagster import materialize
 
-        from mlfs_dagster.partitions import range_tags
+        from mlfs_dagster.builders.common import range_tags
 
         return materialize(
-            [*self.defs.assets, *self.defs.asset_checks],
+            [*defs.assets, *(defs.asset_checks or [])],
             selection=selection,
             resources={**self.defs.resources, **(resources or {})},
             instance=self.instance,
-            tags={**range_tags(days), **(tags or {})},
+            tags={**(range_tags(*(d.isoformat() for d in days)) if days else {}), **(tags or {})},
             run_config=QUIET,
             raise_on_error=False,
         )
@@ -54,23 +67,22 @@ def point_environment_at(home: Path) -> Settings:
                  "MLFS_MLFLOW_ARTIFACTS", "MLFS_REPORTS", "DAGSTER_HOME"):
         os.environ.pop(name, None)
     os.environ["MLFS_HOME"] = str(home)
-    os.environ["MLFS_START_DATE"] = START.isoformat()
     return Settings.from_env()
 
 
 @pytest.fixture(scope="session")
 def world(tmp_path_factory) -> World:
     """45 simulated days with a high fraud rate (so a tiny set still trains), raw to model, in real runs."""
-    from dagster import AssetSelection, DagsterInstance
+    from dagster import DagsterInstance
 
     home = tmp_path_factory.mktemp("mlfs_home")
     settings = point_environment_at(home)
     simulate(SimulationConfig(start_date=START, days=DAYS, cards=300, merchants=60, transactions_per_day=500,
                               fraud_rate=0.03, seed=11), Path(settings.landing))
-    from mlfs_dagster.definitions import defs
+    from card_fraud.definitions import defs
 
     instance = DagsterInstance.ephemeral()
     world = World(home, settings, instance, defs)
-    assert world.materialize(AssetSelection.groups("raw", "features"), (day(1), day(DAYS))).success
-    assert world.materialize(AssetSelection.groups("training", "models")).success
+    assert world.materialize(groups("raw", "features"), (day(1), day(DAYS))).success
+    assert world.materialize(groups("training", "models")).success
     return world

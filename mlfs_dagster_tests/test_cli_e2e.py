@@ -24,16 +24,16 @@ def test_simulate_validate_backfill_preview_sensor_and_status(tmp_path):
     simulated = json.loads(run(str(BIN / "mlfs"), "simulate", "--days", "3", "--cards", "60",
                                "--transactions-per-day", "120", env=env).stdout)
     run(str(BIN / "dagster"), "definitions", "validate", "-w", "workspace.yaml", env=env)
-    run(str(BIN / "dagster"), "asset", "materialize", "-m", "mlfs_dagster.definitions",
-        "--select", "group:raw", "--partition-range", "2026-01-01...2026-01-03", env=env)
-    preview = run(str(BIN / "dagster"), "sensor", "preview", "-w", "workspace.yaml", "drift_retraining_sensor",
-                  env=env)
+    run(str(BIN / "dagster"), "asset", "materialize", "-m", "card_fraud.definitions",
+        "--select", "group:card_fraud_raw", "--partition-range", "2026-01-01...2026-01-03", env=env)
+    preview = run(str(BIN / "dagster"), "sensor", "preview", "-w", "workspace.yaml",
+                  "card_fraud__fraud_model_drift_retraining", env=env)
     assert "no new drift reports" in preview.stdout + preview.stderr
 
     status = json.loads(run(str(BIN / "mlfs"), "status", "--json", env=env).stdout)
     rows = {table["table"]: table["rows"] for table in status["tables"]}
-    assert rows["raw.transactions"] == simulated["rows"]["transactions"] > 0
-    assert rows["raw.merchants"] == simulated["rows"]["merchants"]
-    assert rows["quarantine.transactions"] == 0
+    assert rows["card_fraud.raw_transactions"] == simulated["rows"]["transactions"] > 0
+    assert rows["card_fraud.raw_merchants"] == simulated["rows"]["merchants"]
+    assert rows["card_fraud.quarantine_transactions"] == 0
     assert status["catalog"]["uri"] == f"sqlite:///{tmp_path}/iceberg/catalog.db"
     assert "__ASSET_JOB" in run(str(BIN / "dagster"), "run", "list", env=env).stdout

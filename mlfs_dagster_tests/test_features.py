@@ -15,10 +15,10 @@ import pytest
 
 from mlfs_dagster.core.features import compute_feature_group, input_range
 from mlfs_dagster.core.offline_store import TimeRange
-from mlfs_dagster.core.specs import FeatureGroupSpec
+from mlfs_dagster.core.specs import FeatureGroupSpec, Gate
 from mlfs_dagster.core.training import evaluate, gate_failures, time_split
-from mlfs_dagster.fraud.features import CARD_DETAILS, CARD_TXN_WINDOWS, MERCHANT_RISK
-from mlfs_dagster.fraud.model import on_demand_features
+from card_fraud.features import CARD_DETAILS, CARD_TXN_WINDOWS, MERCHANT_RISK
+from card_fraud.model import on_demand_features
 
 UTC_US = pa.timestamp("us", tz="UTC")
 DAY = dt.date(2026, 3, 10)
@@ -312,10 +312,26 @@ def test_time_split_always_leaves_a_training_day():
     assert "train" in time_split(times(0, 1), validation_fraction=0.75).to_pylist()
 
 
-def test_gate_failures_lists_failing_and_missing_metrics():
-    assert gate_failures({"pr_auc": 0.5, "roc_auc": 0.9}, {"pr_auc": 0.6, "roc_auc": 0.8, "recall": 0.1}) == [
-        "pr_auc 0.500 < 0.6", "recall missing"]
-    assert gate_failures({"pr_auc": 0.6}, {"pr_auc": 0.6}) == []  # equal to the minimum passes
+def test_time_split_leaves_out_the_gap_before_validation():
+    split = time_split(times(0, 1, 2, 3, 4), validation_fraction=0.2, gap=dt.timedelta(days=2))
+    assert split.to_pylist() == ["train", "train", None, None, "validation"]
+
+
+def test_gate_failures_lists_floors_missed_and_missing_metrics():
+    gates = (Gate("pr_auc", minimum=0.6), Gate("roc_auc", minimum=0.8), Gate("recall", minimum=0.1),
+             Gate("mae", maximum=2.0))
+    assert gate_failures(gates, {"pr_auc": 0.5, "roc_auc": 0.9, "mae": 2.5}) == [
+        "pr_auc 0.5000 < minimum 0.6", "recall missing", "mae 2.5000 > maximum 2.0"]
+    assert gate_failures((Gate("pr_auc", minimum=0.6),), {"pr_auc": 0.6}) == []  # equal to the minimum passes
+
+
+def test_champion_gate_compares_in_the_metric_direction_within_tolerance():
+    gates = (Gate("pr_auc", champion_tolerance=0.05), Gate("mae", champion_tolerance=0.5))
+    champion = {"pr_auc": 0.70, "mae": 3.0}
+    assert gate_failures(gates, {"pr_auc": 0.66, "mae": 3.4}, champion) == []
+    failures = gate_failures(gates, {"pr_auc": 0.60, "mae": 3.6}, champion)
+    assert [f.split()[0] for f in failures] == ["pr_auc", "mae"] and "worse than the champion" in failures[0]
+    assert gate_failures(gates, {"pr_auc": 0.1, "mae": 9.0}, None) == []  # no champion yet: nothing to beat
 
 
 class RanksPerfectlyPredictsNothing:
@@ -334,11 +350,11 @@ class RanksPerfectlyPredictsNothing:
 def test_evaluate_uses_probabilities_not_hard_predictions():
     frame = pd.DataFrame({"score": [0.01, 0.02, 0.03, 0.2, 0.3],
                           "is_fraud": [False, False, False, True, True]})
-    metrics = evaluate(RanksPerfectlyPredictsNothing(), frame, ["score"], "is_fraud")
+    metrics = evaluate(RanksPerfectlyPredictsNothing(), frame, ["score"], "is_fraud", "binary")
     assert metrics == {"pr_auc": 1.0, "roc_auc": 1.0, "positive_rate": 0.4, "rows": 5.0}
 
 
 def test_evaluate_refuses_a_single_class_validation_set():
     frame = pd.DataFrame({"score": [0.1, 0.2], "is_fraud": [0, 0]})
     with pytest.raises(ValueError, match="single class"):
-        evaluate(RanksPerfectlyPredictsNothing(), frame, ["score"], "is_fraud")
+        evaluate(RanksPerfectlyPredictsNothing(), frame, ["score"], "is_fraud", "binary")

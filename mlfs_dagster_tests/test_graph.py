@@ -5,7 +5,14 @@ import datetime as dt
 import pyarrow.compute as pc
 from dagster import AssetKey, AssetSelection, build_sensor_context
 
-from mlfs_dagster_tests.conftest import DAYS, day
+from card_fraud.system import FRAUD_MODEL, FRAUD_VIEW, SYSTEM
+from mlfs_dagster_tests.conftest import DAYS, day, groups
+
+TRAINING_SET = FRAUD_VIEW.table
+
+
+def key(name: str) -> AssetKey:
+    return AssetKey([SYSTEM.name, name])
 
 
 def _rows(store, table, column, first, last):
@@ -17,126 +24,144 @@ def _rows(store, table, column, first, last):
 
 def test_partitions_materialized_twice_have_the_same_rows(world):
     store = world.store()
-    tables = [("raw.transactions", "event_time"), ("raw.fraud_reports", "reported_at"),
-              ("features.card_txn_windows", "event_time"), ("features.merchant_risk", "event_time")]
+    tables = [("card_fraud.raw_transactions", "event_time"), ("card_fraud.raw_fraud_reports", "reported_at"),
+              ("card_fraud.card_txn_windows_v1", "event_time"), ("card_fraud.merchant_risk_v1", "event_time")]
     before = {t: _rows(store, t, c, day(20), day(21)) for t, c in tables}
     totals = {t: store.status(t).rows for t, _ in tables}
-    assert world.materialize(AssetSelection.groups("raw", "features"), (day(20), day(21))).success
+    assert world.materialize(groups("raw", "features"), (day(20), day(21))).success
     assert {t: _rows(store, t, c, day(20), day(21)) for t, c in tables} == before
     assert {t: store.status(t).rows for t, _ in tables} == totals
     assert all(before.values())
 
 
 def test_every_check_of_the_backfill_passed(world):
-    result = world.materialize(AssetSelection.groups("raw", "features"), (day(1), day(2)))
+    result = world.materialize(groups("raw", "features"), (day(1), day(2)))
     evaluations = result.get_asset_check_evaluations()
     assert evaluations and all(e.passed for e in evaluations), [e for e in evaluations if not e.passed]
 
 
 def test_training_set_version_has_no_future_features_and_mature_labels_only(world):
-    from mlfs_dagster.fraud.training import TABLE
-
     store = world.store()
-    data = store.read(TABLE)
+    data = store.read(TRAINING_SET)
     assert data.num_rows > 0 and pc.sum(data["is_fraud"]).as_py() > 0
     latest_final = day(DAYS + 1 - 30)  # labels are final 30 days after the transaction
     assert pc.max(data["event_time"]).as_py().date() < latest_final
     for group in ("card_txn_windows", "card_details", "merchant_risk"):
         matched = data[f"{group}_event_time"]
         assert pc.sum(pc.greater(matched, data["event_time"])).as_py() in (0, None)
-    assert any(name.startswith("fraud_training_set_v") for name in store.tags(TABLE))
+    assert any(name.startswith("fraud_training_set_v") for name in store.tags(TRAINING_SET))
 
 
 def test_training_set_version_rebuilds_exactly_from_its_input_snapshots(world):
-    from mlfs_dagster.fraud.model import FRAUD_VIEW
-    from mlfs_dagster.fraud.training import TABLE, build_training_set
-    from mlfs_dagster.partitions import DAILY
+    from mlfs_dagster.builders.common import history_start
+    from mlfs_dagster.core.training import build_training_set
 
     metadata = world.instance.get_latest_materialization_event(
-        AssetKey("fraud_training_set")).asset_materialization.metadata
+        key("fraud_training_set")).asset_materialization.metadata
     snapshots = {table: int(snapshot) for table, snapshot in metadata["input_snapshots"].value.items()}
     store = world.store()
-    stored = store.read(TABLE, snapshot_id=int(metadata["iceberg/snapshot_id"].value))
-    rebuilt = build_training_set(store, dt.datetime.fromisoformat(metadata["as_of"].value),
-                                 DAILY.start + FRAUD_VIEW.warm_up, snapshots=snapshots).data
+    stored = store.read(TRAINING_SET, snapshot_id=int(metadata["iceberg/snapshot_id"].value))
+    rebuilt = build_training_set(store, FRAUD_VIEW, dt.datetime.fromisoformat(metadata["as_of"].value),
+                                 history_start(SYSTEM) + FRAUD_VIEW.warm_up, snapshots=snapshots).data
     assert rebuilt.equals(stored.cast(rebuilt.schema))
 
 
 def test_rewritten_raw_files_give_the_same_training_set_rows_in_the_same_order(world):
     # The learner's own validation split (early stopping) depends on row order, so a training set
     # rebuilt from the same data must come back identical, order included, for the same model to follow.
-    from mlfs_dagster.fraud.training import TABLE
-
     store = world.store()
-    before = store.read(TABLE)
+    before = store.read(TRAINING_SET)
     for rewritten in (day(12), day(9)):  # later day first: the scan now meets day 12's files before day 9's
-        assert world.materialize(AssetSelection.groups("raw", "features"), (rewritten, rewritten)).success
-    assert world.materialize(AssetSelection.assets("fraud_training_set")).success
-    assert store.read(TABLE).equals(before)
+        assert world.materialize(groups("raw", "features"), (rewritten, rewritten)).success
+    assert world.materialize(AssetSelection.assets(key("fraud_training_set"))).success
+    assert store.read(TRAINING_SET).equals(before)
 
 
 def test_failing_blocking_gate_stops_the_champion_promotion(world):
+    import dataclasses
+
+    from mlfs_dagster.builders import system_definitions
     from mlfs_dagster.core.registry import ModelRegistry
-    from mlfs_dagster.defs.models import ModelGateResource
+    from mlfs_dagster.core.specs import Gate, System
 
     registry = ModelRegistry(world.settings.mlflow_tracking_uri, world.settings.mlflow_artifacts)
-    champion_before = registry.version_by_alias("fraud_model", "champion")
-    result = world.materialize(AssetSelection.groups("models"),
-                               resources={"model_gate": ModelGateResource(min_pr_auc=1.01)})
-    gate = [e for e in result.get_asset_check_evaluations() if e.check_name == "performance_gate"]
-    assert gate and not gate[0].passed
+    name = FRAUD_MODEL.registered_name
+    champion_before = registry.version_by_alias(name, "champion")
+    impossible = dataclasses.replace(FRAUD_MODEL, gates=(Gate("pr_auc", minimum=1.01),), seed=99)
+    strict = System(**{**{f.name: getattr(SYSTEM, f.name) for f in dataclasses.fields(System)}, "models": (impossible,)})
+    defs = system_definitions(strict)
+    result = world.materialize_with(defs, groups("models"))
+    gate = [e for e in result.get_asset_check_evaluations() if e.check_name == "gates"]
+    assert gate and not gate[0].passed and "pr_auc" in str(gate[0].metadata["failures"].value)
     materialized = {e.asset_key for e in result.get_asset_materialization_events()}
-    assert AssetKey("fraud_model") in materialized
-    assert AssetKey("fraud_model_champion") not in materialized
-    assert registry.version_by_alias("fraud_model", "champion").version == champion_before.version
-    assert registry.latest_version("fraud_model").version != champion_before.version
+    assert key("fraud_model") in materialized
+    assert key("fraud_model_champion") not in materialized
+    assert registry.version_by_alias(name, "champion").version == champion_before.version
+    assert registry.version_by_alias(name, "challenger").version == registry.latest_version(name).version
+    assert registry.latest_version(name).version != champion_before.version
+
+
+def test_same_training_set_and_seed_is_not_a_new_candidate(world):
+    from mlfs_dagster.core.registry import ModelRegistry
+
+    registry = ModelRegistry(world.settings.mlflow_tracking_uri, world.settings.mlflow_artifacts)
+    before = registry.latest_version(FRAUD_MODEL.registered_name).version
+    result = world.materialize(groups("training", "models"))
+    assert result.success
+    model = [e for e in result.get_asset_materialization_events() if e.asset_key == key("fraud_model")]
+    assert model[0].materialization.metadata["new_candidate"].value is False
+    training = [e for e in result.get_asset_materialization_events() if e.asset_key == key("fraud_training_set")]
+    assert training[0].materialization.metadata["new_version"].value is False
+    assert registry.latest_version(FRAUD_MODEL.registered_name).version == before
 
 
 def test_predictions_score_every_transaction_with_the_champion_and_drift_is_reported(world):
     from mlfs_dagster.core.offline_store import TimeRange
     from mlfs_dagster.core.registry import ModelRegistry
 
-    result = world.materialize(AssetSelection.groups("inference", "monitoring"), (day(DAYS - 1), day(DAYS)))
+    result = world.materialize(groups("inference", "monitoring"), (day(DAYS - 1), day(DAYS)))
     assert result.success
     store, days = world.store(), TimeRange.of_days(day(DAYS - 1), day(DAYS))
-    predictions = store.read_range("inference.fraud_predictions", "event_time", days)
-    transactions = store.read_range("raw.transactions", "event_time", days, ("transaction_id",))
+    predictions = store.read_range(FRAUD_MODEL.predictions_table, "event_time", days)
+    transactions = store.read_range("card_fraud.raw_transactions", "event_time", days, ("transaction_id",))
     assert sorted(predictions["transaction_id"].to_pylist()) == sorted(transactions["transaction_id"].to_pylist())
     champion = ModelRegistry(world.settings.mlflow_tracking_uri, world.settings.mlflow_artifacts) \
-        .version_by_alias("fraud_model", "champion")
+        .version_by_alias(FRAUD_MODEL.registered_name, "champion")
     assert set(predictions["model_version"].to_pylist()) == {champion.version}
-    reports = [e for e in result.get_asset_materialization_events()
-               if e.asset_key == AssetKey("feature_drift_report")]
+    reports = [e for e in result.get_asset_materialization_events() if e.asset_key == key("fraud_model_feature_drift")]
     assert {e.partition for e in reports} == {day(DAYS - 1).isoformat(), day(DAYS).isoformat()}
     for event in reports:
         metadata = event.materialization.metadata
         assert 0 <= metadata["drift_share"].value <= 1
-        assert (world.home / "reports" / "feature_drift" / f"{event.partition}.html").stat().st_size > 0
+        assert "card_id" not in metadata["drifted_columns"].value
+        assert (world.home / "reports" / "card_fraud" / "fraud_model_feature_drift" / f"{event.partition}.html") \
+            .stat().st_size > 0
 
 
 def test_drift_sensor_requests_one_run_per_drift_event(world):
     from dagster import Config, DagsterInstance, MaterializeResult, asset, materialize
 
-    from mlfs_dagster.defs.monitoring import drift_retraining_sensor
-    from mlfs_dagster.partitions import DAILY
+    from mlfs_dagster.builders.common import partitions
+    from mlfs_dagster.builders.monitoring import sensor_name
 
     class Report(Config):
         drift_share: float
 
-    @asset(name="feature_drift_report", partitions_def=DAILY)
+    @asset(key=key("fraud_model_feature_drift"), partitions_def=partitions(SYSTEM))
     def drift_report_with_known_share(config: Report):
         return MaterializeResult(metadata={"drift_share": config.drift_share})
 
     instance = DagsterInstance.ephemeral()
+    sensor = world.defs.resolve_sensor_def(sensor_name(SYSTEM, FRAUD_MODEL))
 
     def report(partition, share):
-        run_config = {"ops": {"feature_drift_report": {"config": {"drift_share": share}}}}
+        run_config = {"ops": {"card_fraud__fraud_model_feature_drift": {"config": {"drift_share": share}}}}
         materialize([drift_report_with_known_share], partition_key=partition, instance=instance,
                     run_config=run_config)
 
     def tick(cursor):
         with build_sensor_context(instance=instance, definitions=world.defs, cursor=cursor) as context:
-            return drift_retraining_sensor(context)
+            return sensor(context)
 
     report("2026-01-10", 0.1)
     report("2026-01-11", 0.8)

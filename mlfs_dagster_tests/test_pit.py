@@ -1,13 +1,18 @@
 """Point-in-time join semantics on small tables whose right answers are known by hand."""
 
 import datetime as dt
+import itertools
+import re
 
+import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pytest
 
 from mlfs_dagster.core.pit import FeatureJoin, point_in_time_join
 
 UTC = dt.UTC
+MICROS_UTC = pa.timestamp("us", tz="UTC")
 
 
 def at(hour: int, minute: int = 0, day: int = 1, tz=UTC) -> dt.datetime:
@@ -116,8 +121,6 @@ def test_several_groups_with_different_entities_in_one_call():
 
 @pytest.mark.parametrize("label_hour", [8, 9, 10, 12, 14])
 def test_agrees_with_pandas_merge_asof(label_hour):
-    import pandas as pd
-
     labels = spine([("A", at(label_hour)), ("B", at(label_hour))])
     ours = spend_of(labels, join(FEATURES))
     expected = pd.merge_asof(
@@ -128,3 +131,166 @@ def test_agrees_with_pandas_merge_asof(label_hour):
         direction="backward",
     ).set_index("label_id")["spend"]
     assert ours == [None if pd.isna(expected[i]) else expected[i] for i in ("l0", "l1")]
+
+
+# --- Times of any unit and zone, global features, column names, ties ---
+
+
+def with_time_type(table: pa.Table, time_type: pa.DataType, column: str = "event_time") -> pa.Table:
+    """The same instants in another unit or zone (a naive type holds them as UTC wall times)."""
+    return table.set_column(table.schema.get_field_index(column), column, table[column].cast(time_type))
+
+
+def test_pandas_nanosecond_times_with_a_ttl():
+    times = ["2026-01-01 11:30:00", "2026-01-01 12:00:00", "2026-01-01 12:00:00.000001"]
+    frame = pd.DataFrame({"card_id": ["A"] * 3, "event_time": pd.to_datetime(times, format="ISO8601")})
+    labels = pa.Table.from_pandas(frame, preserve_index=False)
+    assert labels.schema.field("event_time").type == pa.timestamp("ns")
+    in_ns = with_time_type(features([("A", at(11), 2.0)]), pa.timestamp("ns"))
+    an_hour = join(in_ns, ttl=pd.Timedelta(hours=1))
+    result = point_in_time_join(labels, "event_time", [an_hour])
+    assert result["spend"].to_pylist() == [2.0, 2.0, None]
+    assert result.select(labels.column_names).equals(labels)
+
+
+def test_zones_and_units_mix_and_the_spine_comes_back_as_passed():
+    labels = spine([("A", at(12)), ("B", at(10)), ("B", at(9, 59))])
+    in_paris = with_time_type(labels, pa.timestamp("ns", "Europe/Paris"))
+    assert in_paris["event_time"][0].as_py().hour == 13  # 12:00 UTC is 13:00 in Paris in January
+    naive_ms = with_time_type(features([("B", at(10), 10.0)]), pa.timestamp("ms"))
+    naive = FeatureJoin("naive", naive_ms, ("card_id",), ("spend",), prefix="n_")
+    result = point_in_time_join(in_paris, "event_time", [join(FEATURES), naive])
+    assert result.select(["spend", "n_spend"]).to_pylist() == [
+        {"spend": 2.0, "n_spend": None},
+        {"spend": 10.0, "n_spend": 10.0},
+        {"spend": None, "n_spend": None},
+    ]
+    assert result.select(in_paris.column_names).equals(in_paris)
+    assert result.schema.field("cards_event_time").type == MICROS_UTC
+
+
+def test_date_spine_times_are_midnight_utc():
+    labels = pa.table({"card_id": ["A"], "day": pa.array([dt.date(2026, 1, 2)])})
+    daily = features([("A", at(13), 3.0), ("A", at(0, day=2), 4.0), ("A", at(0, 1, day=2), 5.0)])
+    assert point_in_time_join(labels, "day", [join(daily)])["spend"].to_pylist() == [4.0]
+
+
+def test_nanoseconds_are_floored_to_the_microsecond():
+    late_in_a_microsecond = pa.array(pd.to_datetime(["2026-01-01 11:00:00.000001999"], utc=True))
+    table = features([("A", at(11), 2.0)]).set_column(1, "event_time", late_in_a_microsecond)
+    matched = point_in_time_join(spine([("A", at(12))]), "event_time", [join(table)])["cards_event_time"]
+    assert matched.to_pylist() == [at(11) + dt.timedelta(microseconds=1)]
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+def test_agrees_with_pandas_merge_asof_in_every_unit_with_a_ttl(unit):
+    rng, start, ttl = np.random.default_rng(7), pd.Timestamp("2026-01-01"), pd.Timedelta(minutes=10)
+
+    def frame(seconds: np.ndarray) -> pd.DataFrame:
+        cards = rng.choice(["A", "B", "C"], len(seconds))
+        return pd.DataFrame({"card_id": cards, "event_time": start + pd.to_timedelta(seconds, unit="s")})
+
+    def table(frame: pd.DataFrame, time_type: pa.DataType) -> pa.Table:
+        return with_time_type(pa.Table.from_pandas(frame, preserve_index=False), time_type)
+
+    feature_frame = frame(rng.choice(3600, 60, replace=False)).assign(spend=rng.normal(size=60))
+    label_frame = frame(rng.integers(0, 3600, 100))
+    labels = table(label_frame, pa.timestamp(unit, "UTC"))
+    ours = spend_of(labels, join(table(feature_frame, pa.timestamp(unit)), ttl=ttl))  # features naive
+    expected = pd.merge_asof(
+        label_frame.assign(row=range(len(label_frame))).sort_values("event_time", kind="stable"),
+        feature_frame.sort_values("event_time"),
+        on="event_time",
+        by="card_id",
+        tolerance=ttl,
+    ).sort_values("row")["spend"]
+    assert ours == [None if pd.isna(value) else value for value in expected]
+
+
+def test_global_features_have_no_keys_and_reach_every_row():
+    rates = pa.table({"event_time": pa.array([at(9), at(11)], MICROS_UTC), "rate": [0.5, 0.7]})
+    labels = spine([("A", at(8)), ("B", at(9)), (None, at(12)), ("A", at(10)), ("A", at(10, 1))])
+    result = point_in_time_join(
+        labels,
+        "event_time",
+        [
+            join(FEATURES),
+            FeatureJoin("market", rates, keys=(), columns=("rate",)),
+            FeatureJoin("fresh", rates, (), ("rate",), ttl=dt.timedelta(hours=1), prefix="fresh_"),
+        ],
+    )
+    assert result["rate"].to_pylist() == [None, 0.5, 0.7, 0.5, 0.5]
+    assert result["fresh_rate"].to_pylist() == [None, 0.5, 0.7, 0.5, None]
+    assert result["spend"].to_pylist() == [None, None, None, 1.0, 1.0]
+
+
+def test_a_prefix_renames_the_feature_columns_but_not_the_matched_time():
+    merchant_features = features([("A", at(10), 7.0)])
+    merchants = FeatureJoin("merchants", merchant_features, ("card_id",), ("spend",), prefix="m_")
+    result = point_in_time_join(spine([("A", at(12))]), "event_time", [join(FEATURES), merchants])
+    assert result.column_names == [
+        "label_id", "card_id", "event_time", "spend", "cards_event_time", "m_spend", "merchants_event_time",
+    ]
+    assert result.select(["spend", "m_spend"]).to_pylist() == [{"spend": 2.0, "m_spend": 7.0}]
+
+
+@pytest.mark.parametrize(
+    ("second", "message"),
+    [
+        (
+            FeatureJoin("merchants", FEATURES, ("card_id",), ("spend",)),
+            "'spend' would come from both feature group 'cards' and feature group 'merchants'",
+        ),
+        (
+            FeatureJoin("merchants", FEATURES, ("card_id",), ("spend",), prefix="label_"),
+            "'label_spend' would come from both the spine and feature group 'merchants'",
+        ),
+        (
+            FeatureJoin("cards", FEATURES, ("card_id",), ("spend",), prefix="again_"),
+            "'cards_event_time' would come from both feature group 'cards' (its matched event time) "
+            "and feature group 'cards' (its matched event time)",
+        ),
+    ],
+    ids=["two groups", "spine and group", "matched times"],
+)
+def test_a_name_given_twice_is_an_error_naming_the_column_and_both_sources(second, message):
+    labels = spine([("A", at(12))]).append_column("label_spend", pa.array([1.0]))
+    with pytest.raises(ValueError, match=re.escape(message)):
+        point_in_time_join(labels, "event_time", [join(FEATURES), second])
+
+
+TIED_ROWS = [  # (spend, count, created), all for card A at 09:00
+    (3.0, 1, at(9, 1)),
+    (3.0, 2, at(9, 1)),
+    (None, 9, at(9, 1)),
+    (9.0, 5, at(9, 0)),
+    (1.0, 4, None),
+]
+
+
+def tied(rows: tuple[tuple[float | None, int, dt.datetime | None], ...]) -> pa.Table:
+    return pa.table(
+        {
+            "card_id": ["A"] * len(rows),
+            "event_time": pa.array([at(9)] * len(rows), MICROS_UTC),
+            "spend": [spend for spend, _, _ in rows],
+            "count": [count for _, count, _ in rows],
+            "created": pa.array([created for _, _, created in rows], MICROS_UTC),
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("created", "winner"),
+    [
+        (None, {"spend": 9.0, "count": 5}),  # the greatest values, column by column, nulls last
+        ("created", {"spend": 3.0, "count": 2}),  # the latest created first, then the same rule
+    ],
+)
+def test_ties_resolve_the_same_whatever_the_input_order(created, winner):
+    def winner_of(rows: tuple) -> tuple:
+        group = FeatureJoin("cards", tied(rows), ("card_id",), ("spend", "count"), created_column=created)
+        result = point_in_time_join(spine([("A", at(10))]), "event_time", [group])
+        return tuple(result.select(["spend", "count"]).to_pylist()[0].items())
+
+    assert {winner_of(rows) for rows in itertools.permutations(TIED_ROWS)} == {tuple(winner.items())}

@@ -13,9 +13,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mlfs_dagster.fraud.sources import SOURCES as SOURCE_SPECS
+from card_fraud.sources import SOURCES as SOURCE_SPECS
 
-from mlfs_dagster.fraud.simulator import (
+from card_fraud.simulator import (
     NEW_COUNTRIES,
     SOURCES,
     DriftSpec,

@@ -210,11 +210,10 @@ def _read_snapshot(snapshot: dict) -> dict[str, ColumnDrift]:
     return drifts
 
 
-def drift_rows(result: DriftResult, day, model_version: str) -> list[dict]:
-    """One row per column of a day's result, for the monitoring table."""
-    day_start = pd.Timestamp(day, tz="UTC").to_pydatetime()
+def drift_rows(result: DriftResult, period_start, model_version: str) -> list[dict]:
+    """One row per column of a period's result, for the monitoring table (`day` is the period's start)."""
     return [
-        {"day": day_start, "column": c.column, "method": c.method, "score": float(c.score),
+        {"day": period_start, "column": c.column, "method": c.method, "score": float(c.score),
          "threshold": float(c.threshold), "drifted": bool(c.drifted), "drift_share": result.drift_share,
          "dataset_drift": result.dataset_drift, "model_version": model_version,
          "current_rows": result.current_rows, "report": str(result.html_path)}

@@ -1,23 +1,29 @@
 """The offline store: Apache Iceberg tables in a pyiceberg catalog.
 
-Partitioned tables are partitioned by `day(<time column>)`; a run replaces whole days in one commit
+Partitioned tables are partitioned by `day(<time column>)`; a run replaces whole periods in one commit
 (`overwrite` with a filter on the time range), so re-running a partition never duplicates rows.
 Reads push column selection and time filters into the scan, and hand Arrow to DuckDB for the heavy work.
+
+Write-audit-publish: `base_snapshot` gives main's head, `stage_ranges` writes on a branch forked from it,
+the caller audits the staged snapshot, then `publish` moves main to the branch's head, only if main has
+not moved since (pyiceberg 0.12 has no fast-forward, so the check is ours), or `discard` drops it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, reduce
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyiceberg.catalog.sql import SqlCatalog
-from pyiceberg.exceptions import NoSuchTableError
-from pyiceberg.expressions import AlwaysTrue, And, BooleanExpression, GreaterThanOrEqual, LessThan
+from pyiceberg.exceptions import CommitFailedException, NoSuchTableError
+from pyiceberg.expressions import AlwaysTrue, And, BooleanExpression, GreaterThanOrEqual, LessThan, Or
 from pyiceberg.transforms import DayTransform
 
 if TYPE_CHECKING:
@@ -40,6 +46,13 @@ class TimeRange:
         count = (self.end - self.start).days
         return [self.start.date() + dt.timedelta(days=i) for i in range(count)]
 
+    def periods(self, step: dt.timedelta) -> list[dt.datetime]:
+        """The start of every period of length `step` in the range; the range must hold whole periods."""
+        count, rest = divmod(self.end - self.start, step)
+        if rest:
+            raise ValueError(f"[{self.start}, {self.end}) is not a whole number of {step} periods")
+        return [self.start + i * step for i in range(count)]
+
     def shifted(self, start_days: int = 0, end_days: int = 0) -> TimeRange:
         return TimeRange(self.start + dt.timedelta(days=start_days), self.end + dt.timedelta(days=end_days))
 
@@ -49,6 +62,20 @@ class TimeRange:
 
 def _midnight(day: dt.date) -> dt.datetime:
     return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+
+
+def any_of(ranges: Sequence[TimeRange], column: str) -> BooleanExpression:
+    """Rows whose `column` falls in any of `ranges`."""
+    filters = [r.filter(column) for r in ranges]
+    return filters[0] if len(filters) == 1 else Or(*filters)
+
+
+# Snapshot summary property of a staged write: the main snapshot its branch was forked from.
+WAP_BASE = "mlfs.wap-base"
+
+
+class PublishConflictError(RuntimeError):
+    """Main moved after a branch was staged on it: publishing would drop that commit. Re-run to retry."""
 
 
 @dataclass(frozen=True)
@@ -98,9 +125,77 @@ class OfflineStore:
 
         Returns the new snapshot id. Rows of `data` outside the range are a programming error.
         """
-        _require_inside(data, column, time_range)
+        _require_inside(data, column, [time_range])
         table = self.ensure_table(identifier, data.schema, column)
         return _overwrite(table, data, time_range.filter(column))
+
+    def base_snapshot(self, identifier: str, schema: pa.Schema, day_partition_column: str | None) -> int:
+        """Main's head: the snapshot a write-audit-publish run reads and stages on.
+
+        A new table gets an empty first snapshot, since pyiceberg branches only from a snapshot.
+        """
+        table = self.ensure_table(identifier, schema, day_partition_column)
+        if table.current_snapshot() is None:
+            table.append(_conform(schema.empty_table(), table))
+        return table.refresh().current_snapshot().snapshot_id
+
+    def stage_ranges(
+        self,
+        identifier: str,
+        data: pa.Table,
+        column: str,
+        ranges: Sequence[TimeRange],
+        branch: str,
+        base_snapshot_id: int,
+        properties: dict[str, str] | None = None,
+    ) -> int:
+        """On a new `branch` forked from `base_snapshot_id`, replace the rows in `ranges` with `data`.
+
+        Main is untouched; returns the staged snapshot id (read it with `read(..., snapshot_id=)`).
+        `properties` go into the staged snapshot's summary.
+        """
+        _require_inside(data, column, ranges)
+        table = self.table(identifier)
+        table.manage_snapshots().create_branch(base_snapshot_id, branch).commit()
+        summary = {**(properties or {}), WAP_BASE: str(base_snapshot_id)}
+        return _overwrite(table, data, any_of(ranges, column), branch, summary)
+
+    def publish(self, identifier: str, branch: str) -> int:
+        """Make the staged `branch` main's head and remove the branch, in one commit; returns the snapshot id.
+
+        Raises PublishConflictError, leaving main as it is, if main is no longer the branch's base.
+        """
+        table = self.table(identifier)
+        staged = table.metadata.snapshot_by_name(branch)
+        if staged is None:
+            raise ValueError(f"{identifier} has no staged branch {branch}")
+        base = int(staged.summary[WAP_BASE])
+        _require_head(table, base, f"branch {branch} was staged on snapshot {base}")
+        try:  # the commit itself asserts main is still `base`, which closes the race after our check
+            table.manage_snapshots().set_current_snapshot(staged.snapshot_id).remove_branch(branch).commit()
+        except CommitFailedException as error:
+            raise PublishConflictError(f"{identifier}: main moved while publishing: {error}") from error
+        return staged.snapshot_id
+
+    def discard(self, identifier: str, branch: str) -> None:
+        """Remove a staged branch; main is untouched. Nothing to do if it is gone (published or discarded)."""
+        table = self.table(identifier)
+        if branch in table.refs():
+            table.manage_snapshots().remove_branch(branch).commit()
+
+    def unpublish(self, identifier: str, snapshot_id: int) -> int:
+        """Move main from the published `snapshot_id` back to the base it was staged on; returns that base.
+
+        Raises PublishConflictError, leaving main as it is, if main has moved past `snapshot_id`.
+        """
+        table = self.table(identifier)
+        base = int(table.metadata.snapshot_by_id(snapshot_id).summary[WAP_BASE])
+        _require_head(table, snapshot_id, f"snapshot {snapshot_id} was published")
+        try:
+            table.manage_snapshots().set_current_snapshot(base).commit()
+        except CommitFailedException as error:
+            raise PublishConflictError(f"{identifier}: main moved while rolling back: {error}") from error
+        return base
 
     def replace_all(self, identifier: str, data: pa.Table) -> int:
         """Replace the whole (unpartitioned) table with `data`, in one commit; returns the snapshot id."""
@@ -120,6 +215,21 @@ class OfflineStore:
             snapshot_id=snapshot_id,
         )
         return _without_large_types(scan.to_arrow())
+
+    def read_batches(
+        self,
+        identifier: str,
+        columns: tuple[str, ...],
+        where: BooleanExpression | None = None,
+        snapshot_id: int | None = None,
+    ) -> pa.RecordBatchReader:
+        """Stream a scan batch by batch, for DuckDB to consume without holding the table in memory."""
+        scan = self.table(identifier).scan(
+            row_filter=where if where is not None else AlwaysTrue(),
+            selected_fields=columns,
+            snapshot_id=snapshot_id,
+        )
+        return scan.to_arrow_batch_reader()
 
     def read_range(
         self, identifier: str, column: str, time_range: TimeRange, columns: tuple[str, ...] | None = None
@@ -155,24 +265,43 @@ class OfflineStore:
         )
 
 
-def _overwrite(table: Table, data: pa.Table, where: BooleanExpression) -> int:
-    """Replace the rows matching `where` with `data` in one commit; returns the new snapshot id."""
+def _overwrite(
+    table: Table,
+    data: pa.Table,
+    where: BooleanExpression,
+    branch: str = "main",
+    properties: dict[str, str] | None = None,
+) -> int:
+    """Replace the rows matching `where` with `data` in one commit on `branch`; returns its new head."""
     with warnings.catch_warnings():  # nothing to delete is normal on a first run, not worth a warning
         warnings.filterwarnings("ignore", "Delete operation did not match any records")
-        table.overwrite(_conform(data, table), overwrite_filter=where)
-    return table.refresh().current_snapshot().snapshot_id
+        table.overwrite(_conform(data, table), overwrite_filter=where, branch=branch,
+                        snapshot_properties=properties or {})
+    return table.refresh().metadata.snapshot_by_name(branch).snapshot_id
 
 
-def _require_inside(data: pa.Table, column: str, time_range: TimeRange) -> None:
-    import pyarrow.compute as pc
+def _require_head(table: Table, snapshot_id: int, since: str) -> None:
+    head = table.current_snapshot()
+    if head is None or head.snapshot_id != snapshot_id:
+        raise PublishConflictError(
+            f"{table.name()}: main is at snapshot {head and head.snapshot_id}, but {since}; another write "
+            f"was published in between, so publishing now would drop it. Re-run to stage on the new head."
+        )
 
-    if data.num_rows == 0:
-        return
-    low, high = pc.min(data[column]).as_py(), pc.max(data[column]).as_py()
-    if low < time_range.start or high >= time_range.end:
+
+def _require_inside(data: pa.Table, column: str, ranges: Sequence[TimeRange]) -> None:
+    """Rows outside the ranges replaced would survive a re-run next to their copy: a programming error."""
+    if not ranges:
+        raise ValueError("no range to replace")
+    times = data[column]
+    in_each = (pc.and_(pc.greater_equal(times, r.start), pc.less(times, r.end)) for r in ranges)
+    inside = reduce(pc.or_, in_each)
+    outside = times.filter(pc.invert(inside))
+    if len(outside):
+        bounds = ", ".join(f"[{r.start}, {r.end})" for r in ranges)
         raise ValueError(
-            f"rows with {column} from {low} to {high} fall outside the range being replaced "
-            f"[{time_range.start}, {time_range.end})"
+            f"rows with {column} from {pc.min(outside).as_py()} to {pc.max(outside).as_py()} fall outside "
+            f"the range being replaced {bounds}"
         )
 
 

@@ -111,6 +111,9 @@ class ModelRegistry:
     def set_alias(self, name: str, alias: str, version: str) -> None:
         self.client.set_registered_model_alias(name, alias, str(version))
 
+    def delete_alias(self, name: str, alias: str) -> None:
+        self.client.delete_registered_model_alias(name, alias)
+
     def _experiment_id(self) -> str:
         from mlflow.exceptions import MlflowException
 

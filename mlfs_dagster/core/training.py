@@ -1,63 +1,157 @@
-"""Training and evaluation helpers: label maturity, time-based splits, metrics from probabilities."""
+"""Training sets, training and gating for declared feature views and models.
+
+A training set is the feature view's spine rows whose labels are final (older than the label's maturity
+as of the set's as-of time), labelled, joined point-in-time through the view, split by time. It records
+the Iceberg snapshot of every input, so passing those snapshots rebuilds it exactly. Metrics come from
+probabilities (binary) or predictions (regression), on the later validation split only.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mlfs_dagster.core import feature_view
+from mlfs_dagster.core.engine import query
+from mlfs_dagster.core.offline_store import OfflineStore, TimeRange
+from mlfs_dagster.core.specs import FeatureViewSpec, Gate, ModelSpec, empty_table
+
 SPLIT = "split"
+HIGHER_IS_BETTER = {"pr_auc", "roc_auc", "r2", "recall", "precision"}
 
 
-def label_cutoff(as_of: dt.datetime, maturity_days: int) -> dt.datetime:
-    """Transactions before this instant have final labels as of `as_of`."""
-    return as_of - dt.timedelta(days=maturity_days)
+@dataclass(frozen=True)
+class TrainingSet:
+    data: pa.Table
+    as_of: dt.datetime
+    first_time: dt.datetime
+    label_cutoff: dt.datetime
+    input_snapshots: dict[str, int | None]
 
 
-def time_split(times: pa.ChunkedArray, validation_fraction: float) -> pa.ChunkedArray:
-    """'train' for the earlier rows, 'validation' for the latest `validation_fraction` of days.
+def input_tables(view: FeatureViewSpec) -> tuple[str, ...]:
+    return tuple(dict.fromkeys((view.spine.table, view.label_source.table, *(s.group.table for s in view.selections))))
 
-    Splitting by whole days, never at random, keeps validation strictly after training, as the model
-    will meet the data in production.
+
+def build_training_set(
+    store: OfflineStore,
+    view: FeatureViewSpec,
+    as_of: dt.datetime,
+    first_time: dt.datetime,
+    snapshots: Mapping[str, int | None] | None = None,
+) -> TrainingSet:
+    """Spine rows from `first_time` until their labels are final as of `as_of`, with their features."""
+    snapshots = dict(snapshots or {t: store.snapshot_id(t) if store.exists(t) else None for t in input_tables(view)})
+    cutoff = as_of - view.label.maturity
+    if cutoff <= first_time:
+        raise ValueError(
+            f"feature view {view.name}: no example has a final label yet: labels mature "
+            f"{view.label.maturity} after the example, so data as of {as_of:%Y-%m-%d %H:%M} only labels examples "
+            f"before {cutoff:%Y-%m-%d %H:%M}, and features are complete from {first_time:%Y-%m-%d %H:%M}"
+        )
+    label_on_spine = () if view.label.source is not None else (view.label.column,)
+    spine = feature_view.read_spine(view, store, TimeRange(first_time, cutoff), snapshots[view.spine.table],
+                                    extra=label_on_spine)
+    labelled = _labelled(view, store, spine, as_of, snapshots)
+    # A fixed row order: learners' own validation splits depend on it, so the same version and seed
+    # must always see the rows the same way, however the raw files happen to be laid out.
+    ordered = feature_view.vectors(view, store, labelled, snapshots).sort_by(
+        [(view.spine_time, "ascending"), *((k, "ascending") for k in view.spine_keys)]
+    )
+    split = time_split(ordered[view.spine_time], view.split.validation_fraction, view.split.gap)
+    data = ordered.append_column(SPLIT, split).filter(pc.is_valid(split))
+    return TrainingSet(data, as_of, first_time, cutoff, snapshots)
+
+
+def _labelled(view: FeatureViewSpec, store: OfflineStore, spine: pa.Table, as_of: dt.datetime,
+              snapshots: Mapping[str, int | None]) -> pa.Table:
+    label = view.label
+    if label.source is None:
+        return spine
+    source = label.source
+    received = store.read(source.table, label.on, TimeRange(dt.datetime.min.replace(tzinfo=dt.UTC), as_of)
+                          .filter(source.time_column), snapshots[source.table]) \
+        if store.exists(source.table) else empty_table(source.schema, label.on)
+    on = ", ".join(f'"{k}"' for k in label.on)
+    return query(
+        f"""SELECT s.*, coalesce(l.__label, {label.missing}) AS "{label.column}"
+            FROM spine s LEFT JOIN (SELECT {on}, {label.value} AS __label FROM received GROUP BY {on}) l
+            USING ({on})""",
+        {"spine": spine, "received": received},
+    )
+
+
+def time_split(times: pa.ChunkedArray, validation_fraction: float, gap: dt.timedelta = dt.timedelta(0)) -> pa.Array:
+    """'train' for the earlier rows, 'validation' for the latest `validation_fraction` of days, null for
+    rows within `gap` before validation (dropped, so no training row is too close to a validation row).
+
+    Splitting by whole days, never at random, keeps validation strictly after training, as the model will
+    meet the data in production.
     """
     days = pc.floor_temporal(times, unit="day")
     distinct = sorted(set(days.to_pylist()))
     if len(distinct) < 2:
         raise ValueError(f"need at least two days of labelled data to split by time, got {len(distinct)}")
     validation_days = min(len(distinct) - 1, max(1, round(len(distinct) * validation_fraction)))
-    first_validation_day = distinct[-validation_days]
-    return pc.if_else(pc.greater_equal(days, pa.scalar(first_validation_day, days.type)), "validation", "train")
+    first_validation = distinct[-validation_days]
+    is_validation = pc.greater_equal(days, pa.scalar(first_validation, days.type))
+    is_train = pc.less(times, pa.scalar(first_validation - gap, times.type))
+    split = pc.if_else(is_validation, "validation", pc.if_else(is_train, "train", pa.scalar(None, pa.string())))
+    return split.combine_chunks() if isinstance(split, pa.ChunkedArray) else split
 
 
-def evaluate(model, frame: pd.DataFrame, features: list[str], label: str) -> dict[str, float]:
-    """PR-AUC and ROC-AUC from predicted probabilities (never from hard 0/1 predictions)."""
-    from sklearn.metrics import average_precision_score, roc_auc_score
+def evaluate(model, frame: pd.DataFrame, features: list[str], label: str, kind: str) -> dict[str, float]:
+    """Binary: PR-AUC and ROC-AUC from probabilities (never hard 0/1 predictions); regression: MAE, RMSE, R2."""
+    from sklearn import metrics
 
-    truth = frame[label].astype(int).to_numpy()
+    truth = frame[label].to_numpy()
+    if kind == "regression":
+        predicted = model.predict(frame[features])
+        return {"mae": float(metrics.mean_absolute_error(truth, predicted)),
+                "rmse": float(metrics.root_mean_squared_error(truth, predicted)),
+                "r2": float(metrics.r2_score(truth, predicted)), "rows": float(len(truth))}
+    truth = truth.astype(int)
     if truth.min() == truth.max():
         raise ValueError(f"cannot evaluate on {len(truth)} rows with a single class in '{label}'")
     scores = model.predict_proba(frame[features])[:, 1]
-    return {
-        "pr_auc": float(average_precision_score(truth, scores)),
-        "roc_auc": float(roc_auc_score(truth, scores)),
-        "positive_rate": float(truth.mean()),
-        "rows": float(len(truth)),
-    }
+    return {"pr_auc": float(metrics.average_precision_score(truth, scores)),
+            "roc_auc": float(metrics.roc_auc_score(truth, scores)),
+            "positive_rate": float(truth.mean()), "rows": float(len(truth))}
 
 
-def fit_and_evaluate(pipeline, frame: pd.DataFrame, features: list[str], label: str):
-    """Fit on the 'train' split, evaluate on the 'validation' split; returns the model and its metrics."""
+def fit_and_evaluate(model_spec: ModelSpec, frame: pd.DataFrame, seed: int | None = None):
+    """Fit the model's pipeline on the 'train' split, evaluate on 'validation'; returns the model and metrics."""
+    label = model_spec.feature_view.label
+    features = list(model_spec.features)
     train, validation = frame[frame[SPLIT] == "train"], frame[frame[SPLIT] == "validation"]
-    model = pipeline.fit(train[features], train[label].astype(int))
-    return model, {**evaluate(model, validation, features, label), "train_rows": float(len(train))}
+    target = train[label.column].astype(int) if label.kind == "binary" else train[label.column]
+    model = model_spec.build_pipeline(seed).fit(train[features], target)
+    metrics = evaluate(model, validation, features, label.column, label.kind)
+    return model, {**metrics, "train_rows": float(len(train))}
 
 
-def gate_failures(metrics: dict[str, float], minimums: dict[str, float]) -> list[str]:
-    """Why a model may not be promoted: each metric below its minimum, or missing."""
-    return [
-        f"{name} {metrics[name]:.3f} < {minimum}" if name in metrics else f"{name} missing"
-        for name, minimum in minimums.items()
-        if name not in metrics or metrics[name] < minimum
-    ]
+def gate_failures(gates: tuple[Gate, ...], metrics: Mapping[str, float],
+                  champion: Mapping[str, float] | None = None) -> list[str]:
+    """Why a candidate may not be promoted: a floor or ceiling missed, or worse than the champion (scored on
+    the same validation rows) beyond the gate's tolerance. Empty when every gate passes."""
+    failures = []
+    for gate in gates:
+        value = metrics.get(gate.metric)
+        if value is None:
+            failures.append(f"{gate.metric} missing")
+            continue
+        if gate.minimum is not None and value < gate.minimum:
+            failures.append(f"{gate.metric} {value:.4f} < minimum {gate.minimum}")
+        if gate.maximum is not None and value > gate.maximum:
+            failures.append(f"{gate.metric} {value:.4f} > maximum {gate.maximum}")
+        if gate.champion_tolerance is not None and champion and gate.metric in champion:
+            worse_by = champion[gate.metric] - value if gate.metric in HIGHER_IS_BETTER else value - champion[gate.metric]
+            if worse_by > gate.champion_tolerance:
+                failures.append(f"{gate.metric} {value:.4f} is {worse_by:.4f} worse than the champion's "
+                                f"{champion[gate.metric]:.4f} (tolerance {gate.champion_tolerance})")
+    return failures

@@ -1,4 +1,4 @@
-"""The fraud model: its feature view, on-demand features and scikit-learn pipeline.
+"""The fraud model's code: on-demand features and the scikit-learn pipeline.
 
 Model-dependent transformations (imputing, encoding) live inside the pipeline and are saved with it,
 so serving runs the code training ran. On-demand features need the transaction being scored, so they
@@ -7,19 +7,16 @@ are one function, applied by the feature view for both the training set and infe
 
 from __future__ import annotations
 
-import datetime as dt
-
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mlfs_dagster.core.feature_view import FeatureView, GroupSelection
-from mlfs_dagster.fraud.features import CARD_DETAILS, CARD_TXN_WINDOWS, MERCHANT_RISK
-
-MODEL_NAME = "fraud_model"
-LABEL = "is_fraud"
-
-TRANSACTION_COLUMNS = ("transaction_id", "card_id", "merchant_id", "event_time", "amount", "channel",
-                       "country", "card_present")
+NUMERICAL_FEATURES = (
+    "amount", "txn_count_1h", "amount_sum_1h", "txn_count_24h", "amount_sum_24h", "txn_count_7d",
+    "amount_sum_7d", "seconds_since_previous", "credit_limit", "merchant_txn_count_28d",
+    "merchant_fraud_rate_28d", "amount_to_mean_7d",
+)
+CATEGORICAL_FEATURES = ("channel", "country", "card_present", "card_type", "merchant_category", "is_foreign")
+FEATURES = NUMERICAL_FEATURES + CATEGORICAL_FEATURES
 
 
 def on_demand_features(vectors: pa.Table) -> pa.Table:
@@ -29,29 +26,6 @@ def on_demand_features(vectors: pa.Table) -> pa.Table:
     ratio = pc.if_else(pc.greater(mean_7d, 0), pc.divide(vectors["amount"], mean_7d), None)
     is_foreign = pc.not_equal(vectors["country"], vectors["home_country"])
     return vectors.append_column("amount_to_mean_7d", ratio).append_column("is_foreign", is_foreign)
-
-
-FRAUD_VIEW = FeatureView(
-    name="fraud_detection",
-    description="Transaction features for fraud scoring: card activity, card profile, merchant risk.",
-    selections=(
-        GroupSelection(CARD_TXN_WINDOWS, ttl=dt.timedelta(days=7)),
-        GroupSelection(CARD_DETAILS),
-        GroupSelection(MERCHANT_RISK, ttl=dt.timedelta(days=2)),
-    ),
-    on_demand=on_demand_features,
-    on_demand_columns=("amount_to_mean_7d", "is_foreign"),
-    # The 7-day card windows must be complete; merchant rates over 28 days are accepted while they fill.
-    warm_up=dt.timedelta(days=CARD_TXN_WINDOWS.lookback_days),
-)
-
-NUMERICAL_FEATURES = [
-    "amount", "txn_count_1h", "amount_sum_1h", "txn_count_24h", "amount_sum_24h", "txn_count_7d",
-    "amount_sum_7d", "seconds_since_previous", "credit_limit", "merchant_txn_count_28d",
-    "merchant_fraud_rate_28d", "amount_to_mean_7d",
-]
-CATEGORICAL_FEATURES = ["channel", "country", "card_present", "card_type", "merchant_category", "is_foreign"]
-FEATURES = NUMERICAL_FEATURES + CATEGORICAL_FEATURES
 
 
 def build_pipeline(seed: int):
@@ -71,8 +45,8 @@ def build_pipeline(seed: int):
     )
     preprocess = ColumnTransformer(
         [
-            ("numerical", SimpleImputer(strategy="median", add_indicator=True), NUMERICAL_FEATURES),
-            ("categorical", categorical, CATEGORICAL_FEATURES),
+            ("numerical", SimpleImputer(strategy="median", add_indicator=True), list(NUMERICAL_FEATURES)),
+            ("categorical", categorical, list(CATEGORICAL_FEATURES)),
         ]
     )
     classifier = HistGradientBoostingClassifier(

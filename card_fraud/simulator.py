@@ -34,8 +34,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from mlfs_dagster.fraud import sources
-from mlfs_dagster.fraud.sources import TIMESTAMP
+from card_fraud import sources
+from card_fraud.sources import TIMESTAMP
 
 SOURCES = ("transactions", "card_profiles", "merchants", "fraud_reports")
 GROUND_TRUTH_FOLDER = "_ground_truth"

@@ -13,7 +13,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlfs_dagster.fraud.simulator import DriftSpec, SimulationConfig, simulate
+from card_fraud.simulator import DriftSpec, SimulationConfig, simulate
+from card_fraud.system import FRAUD_MODEL, SYSTEM
 from mlfs_dagster.settings import Settings
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -58,40 +59,48 @@ class _Timer:
             print(f"      done in {time.perf_counter() - self.start:.1f} s", flush=True)
 
 
+def groups(*layers: str):
+    from dagster import AssetSelection
+
+    from mlfs_dagster.builders.common import group_name
+
+    return AssetSelection.groups(*(group_name(SYSTEM, layer) for layer in layers))
+
+
 def run_demo(config: DemoConfig) -> dict:
-    from dagster import AssetSelection, DagsterInstance, build_sensor_context
+    from dagster import DagsterInstance, build_sensor_context
 
     _quiet_libraries()
 
-    from mlfs_dagster.definitions import defs
-    from mlfs_dagster.defs.monitoring import drift_retraining_sensor
+    from card_fraud.definitions import defs
+    from mlfs_dagster.builders.monitoring import DRIFTED_PARTITIONS_TAG, sensor_name
     from mlfs_dagster.status import collect_status
 
     settings = Settings.from_env()
     instance = DagsterInstance.get()
-    first = settings.start_date
+    first = SYSTEM.start
     last = first + dt.timedelta(days=config.days - 1)
     stage = Stage(total=6)
+    sensor = defs.resolve_sensor_def(sensor_name(SYSTEM, FRAUD_MODEL))
 
     with stage(f"Simulating {config.days} days of card traffic from {first} into {settings.landing}"):
         simulated = simulate(config.simulation(first), Path(settings.landing))
         print(f"      {simulated.rows}")
     with stage(f"Backfilling raw sources and feature groups {first}..{last} in one run"):
-        _materialize(defs, instance, AssetSelection.groups("raw", "features"), (first, last))
+        _materialize(defs, instance, groups("raw", "features"), (first, last))
     with stage("Building the training set, training, gating and promoting the model"):
-        _materialize(defs, instance, AssetSelection.groups("training", "models"))
+        _materialize(defs, instance, groups("training", "models"))
     with stage(f"Scoring and monitoring drift for {first}..{last} in one run"):
-        _materialize(defs, instance, AssetSelection.groups("inference", "monitoring"), (first, last))
+        _materialize(defs, instance, groups("inference", "monitoring"), (first, last))
     with stage("Evaluating the drift sensor and launching what it requests"):
         with build_sensor_context(instance=instance, definitions=defs) as context:
-            result = drift_retraining_sensor(context)
+            result = sensor(context)
         for request in result.run_requests or []:
-            tags = {**request.tags, "dagster/run_key": request.run_key,
-                    "dagster/sensor_name": drift_retraining_sensor.name}
-            _materialize(defs, instance, AssetSelection.groups("training", "models"), tags=tags)
-            print(f"      retraining run {request.run_key} for {request.tags['mlfs/drifted_partitions']}")
+            tags = {**request.tags, "dagster/run_key": request.run_key, "dagster/sensor_name": sensor.name}
+            _materialize(defs, instance, groups("training", "models"), tags=tags)
+            print(f"      retraining run {request.run_key} for {request.tags[DRIFTED_PARTITIONS_TAG]}")
     with stage("Reading the stores back"):
-        status = collect_status(settings, instance)
+        status = collect_status(settings, [SYSTEM], instance)
     summary = _summary(status, Path(settings.landing))
     _print_summary(summary, status)
     return summary
@@ -104,14 +113,14 @@ class StageFailed(RuntimeError):
 def _materialize(defs, instance, selection, days: tuple[dt.date, dt.date] | None = None, tags=None) -> None:
     from dagster import materialize
 
-    from mlfs_dagster.partitions import range_tags
+    from mlfs_dagster.builders.common import range_tags
 
     result = materialize(
         [*defs.assets, *defs.asset_checks],
         selection=selection,
         resources=defs.resources,
         instance=instance,
-        tags={**range_tags(days), **(tags or {})},
+        tags={**(range_tags(*(d.isoformat() for d in days)) if days else {}), **(tags or {})},
         run_config=QUIET,
         raise_on_error=False,
     )
@@ -136,7 +145,8 @@ def _quiet_libraries() -> None:
 def _summary(status: dict, landing: Path) -> dict:
     truth = json.loads((landing / "_ground_truth" / "drift.json").read_text())
     injected = min(d["start"] for d in truth["drifts"]) if truth["drifts"] else None
-    flagged = sorted(day for day, d in status["drift"].items() if d["dataset_drift"])
+    drift = status["drift"][FRAUD_MODEL.registered_name]
+    flagged = sorted(day for day, d in drift.items() if d["dataset_drift"])
     first_flag = flagged[0] if flagged else None
     delay = (dt.date.fromisoformat(first_flag) - dt.date.fromisoformat(injected)).days if injected and first_flag else None
     return {

@@ -23,7 +23,7 @@ TRANSACTIONS = SourceSpec(
     time_column="event_time",
     keys=("transaction_id",),
     owner=OWNER,
-    rows_every_day=True,
+    must_arrive=True,
     required=("card_id", "merchant_id", "amount"),
 )
 
@@ -46,6 +46,7 @@ CARD_PROFILES = SourceSpec(
 MERCHANTS = SourceSpec(
     name="merchants",
     description="Merchants as they are onboarded by the acquirer (reference data, never updated).",
+    delivery="reference",
     columns=(
         Column("merchant_id", pa.string(), "Unique merchant id."),
         Column("event_time", TIMESTAMP, "When the merchant was onboarded (UTC)."),

@@ -1,0 +1,85 @@
+"""What every builder shares: a system's asset keys, groups and partitions, and UI metadata from specs."""
+
+import datetime as dt
+from collections.abc import Mapping
+from functools import cache
+
+import pyarrow as pa
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    DailyPartitionsDefinition,
+    HourlyPartitionsDefinition,
+    TableColumn,
+    TableSchema,
+    TimeWindowPartitionsDefinition,
+)
+
+from mlfs_dagster.core.offline_store import TimeRange
+from mlfs_dagster.core.specs import Column, System
+
+
+def asset_key(system: System, name: str) -> AssetKey:
+    """Every asset of a system lives under the system's name, so two systems never share a key."""
+    return AssetKey([system.name, name])
+
+
+def group_name(system: System, layer: str) -> str:
+    return f"{system.name}_{layer}"
+
+
+@cache
+def partitions(system: System) -> TimeWindowPartitionsDefinition:
+    """The system's own partitions: its start, its cadence, and its end when it declares one."""
+    end = (system.end + dt.timedelta(days=1)).isoformat() if system.end else None
+    if system.cadence == "hourly":
+        return HourlyPartitionsDefinition(start_date=f"{system.start.isoformat()}-00:00", end_date=end and f"{end}-00:00",
+                                          timezone="UTC")
+    return DailyPartitionsDefinition(start_date=system.start.isoformat(), end_date=end, timezone="UTC")
+
+
+def history_start(system: System) -> dt.datetime:
+    return dt.datetime.combine(system.start, dt.time(), tzinfo=dt.UTC)
+
+
+def partition_range(context: AssetExecutionContext) -> TimeRange:
+    """The instants this run covers: one partition, or a whole range in a single-run backfill."""
+    window = context.partition_time_window
+    return TimeRange(window.start, window.end)
+
+
+def partition_key(system: System, period_start: dt.datetime) -> str:
+    return period_start.strftime(partitions(system).fmt)
+
+
+def add_partition_metadata(context: AssetExecutionContext, system: System,
+                           figures: Mapping[dt.datetime, Mapping]) -> None:
+    """Each partition's own figures on its own materialization (never a range total copied onto each)."""
+    for period_start, values in figures.items():
+        context.add_asset_metadata(dict(values), partition_key=partition_key(system, period_start))
+
+
+def column_schema(columns: tuple[Column, ...] | pa.Schema, docs: Mapping[str, Column] | None = None) -> TableSchema:
+    """Columns with their types, and descriptions and tags (`pii`) wherever a spec documents them."""
+    if not isinstance(columns, pa.Schema):
+        docs, columns = {c.name: c for c in columns}, pa.schema([pa.field(c.name, c.type) for c in columns])
+    docs = docs or {}
+    return TableSchema(columns=[
+        TableColumn(f.name, str(f.type), docs[f.name].description if f.name in docs else None,
+                    tags={t: "" for t in docs[f.name].tags} if f.name in docs else None)
+        for f in columns
+    ])
+
+
+def table_metadata(table: str, columns: tuple[Column, ...] | pa.Schema, docs: Mapping[str, Column] | None = None) -> dict:
+    return {"dagster/table_name": table, "dagster/column_schema": column_schema(columns, docs)}
+
+
+def period_ranges(time_range: TimeRange, step: dt.timedelta) -> list[TimeRange]:
+    starts = time_range.periods(step)
+    return [TimeRange(start, start + step) for start in starts]
+
+
+def range_tags(first: str, last: str) -> dict[str, str]:
+    """Run tags that make one run cover the partitions first..last (a single-run backfill)."""
+    return {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}

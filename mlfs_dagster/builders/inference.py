@@ -1,0 +1,96 @@
+"""Batch-inference assets: each period's spine rows scored by the champion, through the training path."""
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from dagster import (
+    AssetExecutionContext,
+    AssetsDefinition,
+    BackfillPolicy,
+    Failure,
+    MaterializeResult,
+    asset,
+)
+
+from mlfs_dagster.builders.common import (
+    add_partition_metadata,
+    asset_key,
+    group_name,
+    partition_range,
+    partitions,
+    period_ranges,
+    table_metadata,
+)
+from mlfs_dagster.builders.models import CHAMPION
+from mlfs_dagster.core import feature_view
+from mlfs_dagster.core.specs import Column, ModelSpec, System
+from mlfs_dagster.resources import ModelRegistryResource, OfflineStoreResource
+
+MODEL_VERSION = "model_version"
+
+
+def prediction_column(model: ModelSpec) -> str:
+    return "score" if model.feature_view.label.kind == "binary" else "prediction"
+
+
+def predictions_asset(system: System, model: ModelSpec) -> AssetsDefinition:
+    view, name = model.feature_view, model.registered_name
+    output = prediction_column(model)
+    docs = {**view.column_docs(),
+            output: Column(output, None, "Probability of the positive class." if output == "score" else "Predicted value."),
+            MODEL_VERSION: Column(MODEL_VERSION, None, f"Version of `{name}` that scored the row.")}
+
+    @asset(
+        key=asset_key(system, f"{model.name}_predictions"),
+        group_name=group_name(system, "inference"),
+        description=(
+            f"Each period's `{view.spine.name}` rows scored by the `{CHAMPION}` version of `{name}`. Feature vectors "
+            f"come from feature view `{view.name}`, the same join and on-demand code as the training set, and "
+            "are stored with the prediction and the model version, so monitoring sees exactly what the model saw."
+        ),
+        partitions_def=partitions(system),
+        backfill_policy=BackfillPolicy.single_run(),
+        deps=[asset_key(system, view.spine.asset_name), *(asset_key(system, s.group.asset_name) for s in view.selections),
+              asset_key(system, f"{model.name}_champion")],
+        kinds={"iceberg", "mlflow"},
+        owners=[model.owner],
+        metadata={"dagster/table_name": model.predictions_table},
+    )
+    def predictions(context: AssetExecutionContext, offline_store: OfflineStoreResource,
+                    model_registry: ModelRegistryResource):
+        store, registry, time_range = offline_store.open(), model_registry.open(), partition_range(context)
+        champion = registry.version_by_alias(name, CHAMPION)
+        if champion is None:
+            raise Failure(f"{name} has no '{CHAMPION}' version yet: materialize {model.name}_champion first")
+        fitted = registry.load_version(name, champion.version)
+        vectors = feature_view.vectors(view, store, feature_view.read_spine(view, store, time_range))
+        kept = vectors.select(list(dict.fromkeys((*view.spine_keys, view.spine_time, *model.features))))
+        scored = kept.append_column(output, pa.array(_predict(fitted, model, vectors), pa.float64())).append_column(
+            MODEL_VERSION, pa.array([champion.version] * vectors.num_rows, pa.string()))
+        snapshot_id = store.replace_range(model.predictions_table, scored, view.spine_time, time_range)
+        add_partition_metadata(context, system, {
+            period.start: _figures(scored.filter(pc.and_(pc.greater_equal(scored[view.spine_time], period.start),
+                                                         pc.less(scored[view.spine_time], period.end))), model)
+            for period in period_ranges(time_range, system.step)
+        })
+        return MaterializeResult(metadata={**table_metadata(model.predictions_table, scored.schema, docs),
+                                           MODEL_VERSION: champion.version, "iceberg/snapshot_id": str(snapshot_id)})
+
+    return predictions
+
+
+def _predict(fitted, model: ModelSpec, vectors: pa.Table) -> np.ndarray:
+    if vectors.num_rows == 0:
+        return np.array([])
+    frame = vectors.select(list(model.features)).to_pandas()
+    if model.feature_view.label.kind == "binary":
+        return fitted.predict_proba(frame)[:, 1]
+    return fitted.predict(frame)
+
+
+def _figures(period_rows: pa.Table, model: ModelSpec) -> dict:
+    figures = {"dagster/row_count": period_rows.num_rows}
+    if model.feature_view.label.kind == "binary":
+        alerts = pc.sum(pc.greater_equal(period_rows["score"], model.alert_threshold)).as_py() or 0
+        figures["alerts"] = alerts
+    return figures

@@ -1,0 +1,80 @@
+"""Raw assets: each source's landing files, written, audited, then published into its Iceberg table."""
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetsDefinition,
+    BackfillPolicy,
+    Config,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+from pydantic import Field
+
+from mlfs_dagster.builders.common import add_partition_metadata, asset_key, group_name, partition_range, partitions, \
+    table_metadata
+from mlfs_dagster.core import audit
+from mlfs_dagster.core.ingest import ingest
+from mlfs_dagster.core.specs import SourceSpec, System
+from mlfs_dagster.resources import LandingZoneResource, OfflineStoreResource
+
+
+class IngestConfig(Config):
+    allow_drop: bool = Field(
+        default=False,
+        description="Publish even when a delivery is empty or shrinks a period beyond the source's tolerance.",
+    )
+
+
+def source_asset(system: System, spec: SourceSpec) -> AssetsDefinition:
+    key = asset_key(system, spec.asset_name)
+    checks = [AssetCheckSpec("unique_keys", asset=key, blocking=True,
+                             description=f"No two rows of the whole table share the key ({', '.join(spec.keys)}).")]
+    if spec.must_arrive:
+        checks.append(AssetCheckSpec("not_empty", asset=key, blocking=True,
+                                     description="Every ingested period has rows."))
+    delivery = "delivered once or now and then" if spec.delivery == "reference" else f"delivered per {system.cadence} period"
+    layout = "date=YYYY-MM-DD/hour=HH" if system.cadence == "hourly" else "date=YYYY-MM-DD"
+
+    @asset(
+        key=key,
+        group_name=group_name(system, "raw"),
+        description=f"{spec.description}\n\nSource `{spec.name}`, {delivery}: the landing zone's "
+        f"`{spec.name}/{layout}/` files (Parquet, CSV or JSON Lines) are checked against the contract, "
+        f"written to a branch, audited, and only then published into `{spec.table}`; rows breaking the "
+        f"contract go to `{spec.quarantine_table}` with the reason.",
+        partitions_def=partitions(system),
+        backfill_policy=BackfillPolicy.single_run(),
+        kinds={"iceberg"},
+        owners=[spec.owner],
+        metadata=table_metadata(spec.table, spec.columns),
+        check_specs=checks,
+    )
+    def ingest_source(context: AssetExecutionContext, config: IngestConfig, offline_store: OfflineStoreResource,
+                      landing_zone: LandingZoneResource):
+        store = offline_store.open()
+        result = ingest(store, landing_zone.open(), spec, partition_range(context), system.step,
+                        allow_drop=config.allow_drop)
+        add_partition_metadata(context, system, {
+            p.start: {"dagster/row_count": p.rows, "quarantined_rows": p.quarantined, "delivery": p.status,
+                      "landing_files": MetadataValue.json(p.paths)}
+            for p in result.periods
+        })
+        results = [_unique_keys(store, spec)]
+        if spec.must_arrive:
+            empty = [p.start.isoformat() for p in result.periods if p.rows == 0]
+            results.append(AssetCheckResult(check_name="not_empty", passed=not empty,
+                                            metadata={"empty_periods": MetadataValue.json(empty)}))
+        return MaterializeResult(metadata={"iceberg/snapshot_id": str(store.snapshot_id(spec.table))},
+                                 check_results=results)
+
+    return ingest_source
+
+
+def _unique_keys(store, spec: SourceSpec) -> AssetCheckResult:
+    keys = store.read(spec.table, spec.keys) if store.exists(spec.table) else spec.schema.empty_table()
+    duplicates = audit.duplicate_keys(keys, spec.keys)
+    return AssetCheckResult(check_name="unique_keys", passed=duplicates == 0,
+                            metadata={"duplicate_rows": duplicates, "rows_checked": keys.num_rows})

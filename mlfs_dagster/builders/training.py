@@ -1,0 +1,118 @@
+"""Training-set assets: one per feature view, a versioned point-in-time join of final labels and features."""
+
+import datetime as dt
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetsDefinition,
+    Config,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+from pydantic import Field
+
+from mlfs_dagster.builders.common import asset_key, group_name, history_start, partitions, table_metadata
+from mlfs_dagster.core import audit
+from mlfs_dagster.core.specs import Column, FeatureViewSpec, System
+from mlfs_dagster.core.training import SPLIT, build_training_set
+from mlfs_dagster.resources import OfflineStoreResource
+
+NO_FUTURE_FEATURES = "no_future_features"
+
+
+class TrainingSetConfig(Config):
+    as_of: str | None = Field(
+        default=None,
+        description="Build the set as of this instant (ISO date or time, exclusive). Default: the end of the "
+        "latest materialized partition of the label source.",
+    )
+
+
+def training_set_asset(system: System, view: FeatureViewSpec) -> AssetsDefinition:
+    key = asset_key(system, view.asset_name)
+    label = view.label
+    label_from = f"`{label.source.name}` matched on ({', '.join(label.on)})" if label.source else "the spine"
+    docs = {**view.column_docs(), label.column: Column(label.column, None, f"Label ({label.kind}) from {label_from}.")}
+
+    @asset(
+        key=key,
+        group_name=group_name(system, "training"),
+        description=(
+            f"{view.description}\n\nTraining set of feature view `{view.name}`: rows of `{view.spine.name}` whose "
+            f"label is final ({label.maturity} after the row), labelled from {label_from}, joined point-in-time "
+            f"to {', '.join(f'`{s.name}`' for s in view.selections)}, with on-demand features and a time-based "
+            "split. Each materialization is a version: an Iceberg tag on the snapshot it writes, and the "
+            "snapshot of every input in its metadata, so it can be rebuilt exactly."
+        ),
+        deps=list(dict.fromkeys(asset_key(system, t.asset_name)
+                                for t in (view.spine, view.label_source, *(s.group for s in view.selections)))),
+        kinds={"iceberg", "duckdb"},
+        owners=[view.owner],
+        metadata={"dagster/table_name": view.table},
+        check_specs=[AssetCheckSpec(NO_FUTURE_FEATURES, asset=key, blocking=True,
+                                    description="No row is joined to a feature row newer than the row's own time.")],
+    )
+    def training_set(context: AssetExecutionContext, config: TrainingSetConfig, offline_store: OfflineStoreResource):
+        store = offline_store.open()
+        built = build_training_set(store, view, _as_of(context, system, view, config),
+                                   history_start(system) + view.warm_up)
+        previous = _latest_version(store, view)
+        if previous and _same_rows(store.read(view.table, snapshot_id=previous[1]), built.data):
+            version, snapshot_id, changed = previous[0], previous[1], False  # nothing new to learn from
+        else:
+            snapshot_id = store.replace_all(view.table, built.data)
+            version, changed = f"{view.asset_name}_v{len(store.tags(view.table)) + 1}", True
+            store.tag(view.table, snapshot_id, version)
+        written = store.read(view.table, snapshot_id=snapshot_id)
+        leaks = audit.rows_with_future_features(written, view.spine_time,
+                                                tuple(view.matched_time_column(s) for s in view.selections))
+        labels = written.group_by([SPLIT, label.column]).aggregate([([], "count_all")]).to_pylist()
+        return MaterializeResult(
+            metadata={
+                **table_metadata(view.table, written.schema, docs),
+                "dagster/row_count": written.num_rows,
+                "version": version,
+                "new_version": changed,
+                "iceberg/snapshot_id": str(snapshot_id),
+                "input_snapshots": MetadataValue.json({k: str(v) for k, v in built.input_snapshots.items()}),
+                "as_of": built.as_of.isoformat(),
+                "first_event": built.first_time.isoformat(),
+                "label_cutoff": built.label_cutoff.isoformat(),
+                "rows_by_split_and_label": MetadataValue.json(labels if label.kind == "binary" else
+                                                              _rows_by_split(written)),
+            },
+            check_results=[AssetCheckResult(check_name=NO_FUTURE_FEATURES, passed=leaks == 0,
+                                            metadata={"rows_with_future_features": leaks})],
+        )
+
+    return training_set
+
+
+def _as_of(context: AssetExecutionContext, system: System, view: FeatureViewSpec,
+           config: TrainingSetConfig) -> dt.datetime:
+    if config.as_of:
+        as_of = dt.datetime.fromisoformat(config.as_of)
+        return as_of if as_of.tzinfo else as_of.replace(tzinfo=dt.UTC)
+    source_key = asset_key(system, view.label_source.asset_name)
+    ingested = context.instance.get_materialized_partitions(source_key)
+    if not ingested:
+        raise ValueError(f"no partition of {source_key.to_user_string()} is materialized: nothing is labelled")
+    return partitions(system).time_window_for_partition_key(max(ingested)).end
+
+
+def _latest_version(store, view: FeatureViewSpec) -> tuple[str, int] | None:
+    if not store.exists(view.table):
+        return None
+    tags = store.tags(view.table)
+    return max(tags.items(), key=lambda tag: int(tag[0].rsplit("_v", 1)[1])) if tags else None
+
+
+def _rows_by_split(written) -> list[dict]:
+    return written.group_by([SPLIT]).aggregate([([], "count_all")]).to_pylist()
+
+
+def _same_rows(stored, built) -> bool:
+    return stored.schema.names == built.schema.names and stored.equals(built.cast(stored.schema))

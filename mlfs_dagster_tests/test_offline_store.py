@@ -1,0 +1,170 @@
+"""The offline store on a real Iceberg catalog (SQLite) under tmp_path: periods, overwrites, and the
+write-audit-publish primitives (stage on a branch, publish only onto the base it was staged on)."""
+
+import datetime as dt
+
+import pyarrow as pa
+import pytest
+
+from mlfs_dagster.core.offline_store import OfflineStore, PublishConflictError, TimeRange
+
+UTC_US = pa.timestamp("us", tz="UTC")
+SCHEMA = pa.schema([("id", pa.string()), ("event_time", UTC_US)])
+DAY = dt.date(2026, 1, 5)
+NEXT = DAY + dt.timedelta(days=1)
+ONE_DAY = TimeRange.of_days(DAY, DAY)
+NEXT_DAY = TimeRange.of_days(NEXT, NEXT)
+
+
+def at(hour: int, day: dt.date = DAY) -> dt.datetime:
+    return dt.datetime(day.year, day.month, day.day, hour, tzinfo=dt.UTC)
+
+
+def rows(*pairs: tuple[str, dt.datetime]) -> pa.Table:
+    return pa.table({"id": [p[0] for p in pairs], "event_time": pa.array([p[1] for p in pairs], UTC_US)})
+
+
+def ids(table: pa.Table) -> list[str]:
+    return sorted(table["id"].to_pylist())
+
+
+@pytest.fixture
+def store(tmp_path) -> OfflineStore:
+    return OfflineStore(f"sqlite:///{tmp_path}/c.db", f"file://{tmp_path}/wh")
+
+
+# --- periods ---------------------------------------------------------------------------------------------
+
+
+def test_periods_are_the_starts_of_every_step_in_the_range():
+    two_days = TimeRange.of_days(DAY, NEXT)
+    assert two_days.periods(dt.timedelta(days=1)) == [at(0), at(0, NEXT)]
+    assert len(two_days.periods(dt.timedelta(hours=1))) == 48
+    assert two_days.periods(dt.timedelta(hours=1))[25] == at(1, NEXT)
+
+
+def test_periods_refuse_a_range_that_is_not_whole_periods():
+    with pytest.raises(ValueError, match="not a whole number"):
+        TimeRange(at(0), at(5)).periods(dt.timedelta(days=1))
+
+
+# --- replace_range, used by every layer ------------------------------------------------------------------
+
+
+def test_replacing_a_day_keeps_the_other_days(store):
+    store.replace_range("raw.t", rows(("a", at(9)), ("b", at(10))), "event_time", ONE_DAY)
+    store.replace_range("raw.t", rows(("n", at(8, NEXT))), "event_time", NEXT_DAY)
+    store.replace_range("raw.t", rows(("a", at(9))), "event_time", ONE_DAY)
+    assert ids(store.read("raw.t")) == ["a", "n"]
+
+
+def test_replace_range_refuses_rows_outside_the_range(store):
+    outside = rows(("a", at(9)), ("b", at(1, NEXT)))
+    with pytest.raises(ValueError, match="fall outside the range being replaced"):
+        store.replace_range("raw.t", outside, "event_time", ONE_DAY)
+    assert not store.exists("raw.t")  # refused before anything was written
+
+
+# --- write-audit-publish ---------------------------------------------------------------------------------
+
+
+def test_a_new_table_gets_an_empty_base_snapshot_to_branch_from(store):
+    base = store.base_snapshot("raw.t", SCHEMA, "event_time")
+    assert store.snapshot_id("raw.t") == base
+    assert store.read("raw.t").num_rows == 0
+    assert store.base_snapshot("raw.t", SCHEMA, "event_time") == base  # only once
+
+
+def test_staged_rows_are_invisible_until_published(store):
+    store.replace_range("raw.t", rows(("old", at(9))), "event_time", ONE_DAY)
+    base = store.base_snapshot("raw.t", SCHEMA, "event_time")
+
+    staged = store.stage_ranges("raw.t", rows(("new", at(10))), "event_time", [ONE_DAY], "wap-1", base)
+    assert ids(store.read("raw.t")) == ["old"]
+    assert ids(store.read("raw.t", snapshot_id=staged)) == ["new"]
+
+    assert store.publish("raw.t", "wap-1") == staged
+    assert store.snapshot_id("raw.t") == staged
+    assert ids(store.read("raw.t")) == ["new"]
+    assert "wap-1" not in store.table("raw.t").refs()
+
+
+def test_staging_several_ranges_replaces_only_those(store):
+    third = NEXT + dt.timedelta(days=1)
+    for day, name in ((DAY, "a"), (NEXT, "b"), (third, "c")):
+        store.replace_range("raw.t", rows((name, at(9, day))), "event_time", TimeRange.of_days(day, day))
+    base = store.base_snapshot("raw.t", SCHEMA, "event_time")
+    store.stage_ranges("raw.t", rows(("a2", at(9)), ("c2", at(9, third))), "event_time",
+                       [ONE_DAY, TimeRange.of_days(third, third)], "wap-1", base)
+    store.publish("raw.t", "wap-1")
+    assert ids(store.read("raw.t")) == ["a2", "b", "c2"]
+
+
+def test_discarding_a_branch_leaves_main_as_it_was(store):
+    store.replace_range("raw.t", rows(("old", at(9))), "event_time", ONE_DAY)
+    base = store.base_snapshot("raw.t", SCHEMA, "event_time")
+    store.stage_ranges("raw.t", rows(), "event_time", [ONE_DAY], "wap-1", base)
+    store.discard("raw.t", "wap-1")
+    store.discard("raw.t", "wap-1")  # gone already: nothing to do
+    assert store.snapshot_id("raw.t") == base
+    assert ids(store.read("raw.t")) == ["old"]
+    assert "wap-1" not in store.table("raw.t").refs()
+
+
+def test_publish_conflict_when_main_moved_after_staging(store):
+    store.replace_range("raw.t", rows(("old", at(9))), "event_time", ONE_DAY)
+    base = store.base_snapshot("raw.t", SCHEMA, "event_time")
+    store.stage_ranges("raw.t", rows(("staged", at(9))), "event_time", [ONE_DAY], "wap-1", base)
+    moved = store.replace_range("raw.t", rows(("concurrent", at(9, NEXT))), "event_time", NEXT_DAY)
+
+    with pytest.raises(PublishConflictError, match="Re-run") as raised:
+        store.publish("raw.t", "wap-1")
+    assert str(moved) in str(raised.value) and str(base) in str(raised.value)
+    assert store.snapshot_id("raw.t") == moved  # the concurrent write is not dropped
+    assert ids(store.read("raw.t")) == ["concurrent", "old"]
+
+
+def test_publish_conflict_is_also_caught_in_the_commit_itself(store, monkeypatch):
+    """Main moving between our check and the commit: the commit's own assertion on main refuses it."""
+    from mlfs_dagster.core import offline_store
+
+    store.replace_range("raw.t", rows(("old", at(9))), "event_time", ONE_DAY)
+    base = store.base_snapshot("raw.t", SCHEMA, "event_time")
+    store.stage_ranges("raw.t", rows(("staged", at(9))), "event_time", [ONE_DAY], "wap-1", base)
+    check = offline_store._require_head
+
+    def check_then_let_another_writer_in(*args):
+        check(*args)
+        OfflineStore(store.catalog_uri, store.warehouse).replace_range(
+            "raw.t", rows(("racer", at(9, NEXT))), "event_time", NEXT_DAY)
+
+    monkeypatch.setattr(offline_store, "_require_head", check_then_let_another_writer_in)
+    with pytest.raises(PublishConflictError, match="main moved while publishing"):
+        store.publish("raw.t", "wap-1")
+    assert ids(store.read("raw.t")) == ["old", "racer"]
+
+
+def test_unpublish_moves_main_back_to_the_base(store):
+    store.replace_range("raw.t", rows(("old", at(9))), "event_time", ONE_DAY)
+    base = store.base_snapshot("raw.t", SCHEMA, "event_time")
+    store.stage_ranges("raw.t", rows(("new", at(9))), "event_time", [ONE_DAY], "wap-1", base)
+    published = store.publish("raw.t", "wap-1")
+    assert store.unpublish("raw.t", published) == base
+    assert ids(store.read("raw.t")) == ["old"]
+
+
+def test_unpublish_refuses_once_main_moved_on(store):
+    base = store.base_snapshot("raw.t", SCHEMA, "event_time")
+    store.stage_ranges("raw.t", rows(("new", at(9))), "event_time", [ONE_DAY], "wap-1", base)
+    published = store.publish("raw.t", "wap-1")
+    later = store.replace_range("raw.t", rows(("later", at(9, NEXT))), "event_time", NEXT_DAY)
+    with pytest.raises(PublishConflictError):
+        store.unpublish("raw.t", published)
+    assert store.snapshot_id("raw.t") == later
+
+
+def test_stage_refuses_rows_outside_its_ranges(store):
+    base = store.base_snapshot("raw.t", SCHEMA, "event_time")
+    with pytest.raises(ValueError, match="fall outside"):
+        store.stage_ranges("raw.t", rows(("a", at(9, NEXT))), "event_time", [ONE_DAY], "wap-1", base)
+    assert "wap-1" not in store.table("raw.t").refs()
