@@ -382,7 +382,7 @@ def run(args: argparse.Namespace, home: Path) -> None:
     settings = use_home(home)
     quiet_libraries()
     config = demo_config(args)
-    days = (settings.start_date, settings.start_date + dt.timedelta(days=config.days - 1))
+    days = (SYSTEM.start, SYSTEM.start + dt.timedelta(days=config.days - 1))
     print(f"MLFS_HOME {home}: {config.days} days, {config.cards:,} cards, "
           f"{config.transactions_per_day:,} transactions/day, drift from day {config.drift_day}; "
           f"{os.cpu_count()} CPUs, {load_average()}", flush=True)

@@ -97,8 +97,10 @@ def run_demo(config: DemoConfig) -> dict:
             result = sensor(context)
         for request in result.run_requests or []:
             tags = {**request.tags, "dagster/run_key": request.run_key, "dagster/sensor_name": sensor.name}
-            _materialize(defs, instance, groups("training", "models"), tags=tags)
-            print(f"      retraining run {request.run_key} for {request.tags[DRIFTED_PARTITIONS_TAG]}")
+            result = _materialize(defs, instance, groups("training", "models"), tags=tags)
+            drifted = request.tags[DRIFTED_PARTITIONS_TAG].split(",")
+            print(f"      retraining run {request.run_key} for {len(drifted)} drifted days from {drifted[0]}: "
+                  f"{_model_outcome(result)}")
     with stage("Reading the stores back"):
         status = collect_status(settings, [SYSTEM], instance)
     summary = _summary(status, Path(settings.landing))
@@ -110,7 +112,7 @@ class StageFailed(RuntimeError):
     """A demo run failed: the message lists the failed steps and checks."""
 
 
-def _materialize(defs, instance, selection, days: tuple[dt.date, dt.date] | None = None, tags=None) -> None:
+def _materialize(defs, instance, selection, days: tuple[dt.date, dt.date] | None = None, tags=None):
     from dagster import materialize
 
     from mlfs_dagster.builders.common import range_tags
@@ -130,6 +132,19 @@ def _materialize(defs, instance, selection, days: tuple[dt.date, dt.date] | None
         failed_steps = [f"{e.step_key}: {e.step_failure_data.error.message.strip()}"
                         for e in result.get_step_failure_events()]
         raise StageFailed("\n".join(["run " + result.run_id + " failed", *failed_checks, *failed_steps]))
+    return result
+
+
+def _model_outcome(result) -> str:
+    """What a training run decided: a new candidate and its version, or why there was none."""
+    from dagster import AssetKey
+
+    events = [e for e in result.get_asset_materialization_events()
+              if e.asset_key == AssetKey([SYSTEM.name, FRAUD_MODEL.name])]
+    metadata = events[0].materialization.metadata
+    if metadata["new_candidate"].value:
+        return f"new candidate v{metadata['model_version'].value}"
+    return f"no new candidate ({metadata['reason'].value})"
 
 
 def _quiet_libraries() -> None:

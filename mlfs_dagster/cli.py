@@ -89,7 +89,13 @@ def _land(args: argparse.Namespace) -> None:
 def _init(args: argparse.Namespace) -> None:
     from mlfs_dagster.scaffold import init_system
 
-    created = init_system(args.name, Path(args.directory or args.name), _workspace(args))
+    # A new system joins the workspace of the folder it is created in, never the project's own file; a new
+    # workspace starts with the project's code locations, so the UI shows the new system beside them.
+    workspace = Path(args.workspace or "workspace.yaml")
+    project_workspace = PROJECT_ROOT / "workspace.yaml"
+    if not workspace.exists() and project_workspace.exists() and workspace.resolve() != project_workspace:
+        shutil.copyfile(project_workspace, workspace)
+    created = init_system(args.name, Path(args.directory or args.name), workspace)
     print("\n".join(str(path) for path in created))
 
 

@@ -178,3 +178,14 @@ def test_drift_sensor_requests_one_run_per_drift_event(world):
     report("2026-01-14", 0.7)
     second = tick(calm.cursor)
     assert len(second.run_requests) == 1 and second.run_requests[0].run_key != first.run_requests[0].run_key
+
+
+def test_column_descriptions_and_pii_tags_flow_into_training_set_and_predictions_schemas(world):
+    assert world.materialize(AssetSelection.assets(key("fraud_model_predictions")), (day(DAYS), day(DAYS))).success
+    for name in ("fraud_training_set", "fraud_model_predictions"):
+        event = world.instance.get_latest_materialization_event(key(name))
+        assert event is not None, name
+        columns = {c.name: c for c in event.asset_materialization.metadata["dagster/column_schema"].value.columns}
+        assert columns["txn_count_1h"].description == "Card's transactions in the hour before."
+        assert "pii" in columns["card_id"].tags
+        assert columns["amount"].description.startswith("Amount charged")

@@ -64,7 +64,7 @@ def predictions_asset(system: System, model: ModelSpec) -> AssetsDefinition:
             raise Failure(f"{name} has no '{CHAMPION}' version yet: materialize {model.name}_champion first")
         fitted = registry.load_version(name, champion.version)
         vectors = feature_view.vectors(view, store, feature_view.read_spine(view, store, time_range))
-        kept = vectors.select(list(dict.fromkeys((*view.spine_keys, view.spine_time, *model.features))))
+        kept = vectors.select(list(dict.fromkeys((*feature_view.spine_columns(view), *model.features))))
         scored = kept.append_column(output, pa.array(_predict(fitted, model, vectors), pa.float64())).append_column(
             MODEL_VERSION, pa.array([champion.version] * vectors.num_rows, pa.string()))
         snapshot_id = store.replace_range(model.predictions_table, scored, view.spine_time, time_range)

@@ -208,7 +208,7 @@ class Label:
     """What a training row learns: a column of the spine, or a value found in a label source.
 
     With `source`, the label is `value`, a DuckDB SQL aggregate over the source rows with the spine row's
-    `on` keys received before the training set's as-of time, or `missing` where there is none (for fraud:
+    `on` keys received before the training set's as-of time, or `missing` where there is none (for example
     `true` if a report names the transaction, else `false`). Labels are final `maturity` after the spine
     row's time: training rows are only those older than that.
     """

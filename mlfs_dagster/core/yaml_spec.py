@@ -16,7 +16,7 @@ Functions are referenced as `package.module:function` strings, and stay strings 
 (`specs.resolve_callable` imports them when they are called). The loader puts the system folder's parent on
 `sys.path` (at the end: installed packages win), so the folder is a package named after itself and
 `functions.py` next to `system.yaml` is `<folder>.functions`; give the folder a name no installed package
-has. Any installed module works too (`card_fraud.model:build_pipeline`). Every reference is imported while
+has. Any installed module works too (`my_team.models:build_pipeline`). Every reference is imported while
 loading, so a typo fails here and not in the middle of a run.
 
 Every field of the specs is declared by its name in `specs.py` (the loader follows that module's fields and
