@@ -168,3 +168,20 @@ def test_stage_refuses_rows_outside_its_ranges(store):
     with pytest.raises(ValueError, match="fall outside"):
         store.stage_ranges("raw.t", rows(("a", at(9, NEXT))), "event_time", [ONE_DAY], "wap-1", base)
     assert "wap-1" not in store.table("raw.t").refs()
+
+
+def test_a_new_column_in_written_data_evolves_the_table_and_is_kept(tmp_path):
+    store = OfflineStore(f"sqlite:///{tmp_path}/catalog.db", f"file://{tmp_path}/warehouse")
+    whole = TimeRange.of_days(dt.date(2026, 1, 1), dt.date(2026, 1, 1))
+    at = pa.array([whole.start], pa.timestamp("us", tz="UTC"))
+    store.replace_range("t.events", pa.table({"event_time": at, "a": [1]}), "event_time", whole)
+    store.replace_range("t.events", pa.table({"event_time": at, "a": [1], "b": ["new"]}), "event_time", whole)
+    assert store.read("t.events").to_pylist() == [{"event_time": whole.start, "a": 1, "b": "new"}]
+
+
+def test_a_whole_table_version_without_a_column_writes_nulls_and_older_versions_keep_their_values(tmp_path):
+    store = OfflineStore(f"sqlite:///{tmp_path}/catalog.db", f"file://{tmp_path}/warehouse")
+    first = store.replace_all("t.training", pa.table({"x": [1.0], "dropped": [2.0]}))
+    store.replace_all("t.training", pa.table({"x": [3.0]}))
+    assert store.read("t.training").to_pylist() == [{"x": 3.0, "dropped": None}]
+    assert store.read("t.training", snapshot_id=first).to_pylist() == [{"x": 1.0, "dropped": 2.0}]

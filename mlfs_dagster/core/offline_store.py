@@ -198,8 +198,17 @@ class OfflineStore:
         return base
 
     def replace_all(self, identifier: str, data: pa.Table) -> int:
-        """Replace the whole (unpartitioned) table with `data`, in one commit; returns the snapshot id."""
-        return _overwrite(self.ensure_table(identifier, data.schema, None), data, AlwaysTrue())
+        """Replace the whole (unpartitioned) table with `data`, in one commit; returns the snapshot id.
+
+        Each snapshot is a complete version, so a column `data` no longer has is written as nulls; older
+        versions keep their values, read by time travel.
+        """
+        table = self.ensure_table(identifier, data.schema, None)
+        return _overwrite(table, _with_null_columns(data, table_schema(table)), AlwaysTrue())
+
+    def add_new_columns(self, identifier: str, schema: pa.Schema) -> None:
+        """Iceberg schema evolution: add the columns of `schema` the table lacks; older rows read them as null."""
+        _add_new_columns(self.table(identifier), schema)
 
     def read(
         self,
@@ -306,14 +315,39 @@ def _require_inside(data: pa.Table, column: str, ranges: Sequence[TimeRange]) ->
 
 
 def _conform(data: pa.Table, table: Table) -> pa.Table:
-    """Order and type the columns as the Iceberg table expects them."""
-    from pyiceberg.io.pyarrow import schema_to_pyarrow
-
-    target = schema_to_pyarrow(table.schema(), include_field_ids=False)
+    """Order and type the columns as the Iceberg table expects them; new columns evolve the table first, so
+    a column added to a declaration is written, never silently dropped."""
+    _add_new_columns(table, data.schema)
+    target = table_schema(table)
     missing = set(target.names) - set(data.column_names)
     if missing:
         raise ValueError(f"{table.name()}: data lacks columns {sorted(missing)}")
     return data.select(target.names).cast(target)
+
+
+def _add_new_columns(table: Table, schema: pa.Schema) -> None:
+    from pyiceberg.io.pyarrow import _ConvertToIcebergWithoutIDs, visit_pyarrow
+
+    known = set(table.schema().column_names)
+    added = [f for f in schema if f.name not in known]
+    if added:
+        with table.update_schema() as update:
+            for field in added:
+                update.add_column(field.name, visit_pyarrow(field.type, _ConvertToIcebergWithoutIDs()))
+
+
+def _with_null_columns(data: pa.Table, target: pa.Schema) -> pa.Table:
+    for field in target:
+        if field.name not in data.column_names:
+            data = data.append_column(field.name, pa.nulls(data.num_rows, field.type))
+    return data
+
+
+def table_schema(table: Table) -> pa.Schema:
+    """The Arrow schema of an Iceberg table as it stands now."""
+    from pyiceberg.io.pyarrow import schema_to_pyarrow
+
+    return schema_to_pyarrow(table.schema(), include_field_ids=False)
 
 
 def _without_large_types(data: pa.Table) -> pa.Table:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from mlfs_dagster.core.offline_store import OfflineStore
+from mlfs_dagster.core.offline_store import OfflineStore, table_schema
 
 KEYS_PROPERTY = "mlfs.entity-keys"
 TIME_PROPERTY = "mlfs.time-column"
@@ -25,18 +25,14 @@ def evolve_table(store: OfflineStore, identifier: str, schema: pa.Schema, time_c
                  keys: tuple[str, ...]) -> None:
     """Create the table, or check the declared schema against it and add new columns in place."""
     table = store.ensure_table(identifier, schema, time_column)
-    current = _plain(_arrow_schema(table))
+    current = _plain(table_schema(table))
     changes = breaking_changes(current, schema) + _key_changes(table.properties, time_column, keys)
     if changes:
         raise SchemaChangeError(
             f"{identifier}: {'; '.join(changes)}. These changes break readers of this version: bump the "
             f"version to write a new table beside it (the old one stays readable)."
         )
-    added = [f for f in schema if f.name not in current.names]
-    if added:
-        with table.update_schema() as update:
-            for field in added:
-                update.add_column(field.name, _iceberg_type(field.type))
+    store.add_new_columns(identifier, schema)
     wanted = {KEYS_PROPERTY: ",".join(keys), TIME_PROPERTY: time_column}
     if any(table.properties.get(k) != v for k, v in wanted.items()):
         store.table(identifier).transaction().set_properties(wanted).commit_transaction()
@@ -60,18 +56,6 @@ def _key_changes(properties: dict, time_column: str, keys: tuple[str, ...]) -> l
     if TIME_PROPERTY in properties and properties[TIME_PROPERTY] != time_column:
         changes.append(f"time column changed from '{properties[TIME_PROPERTY]}' to '{time_column}'")
     return changes
-
-
-def _iceberg_type(arrow_type: pa.DataType):
-    from pyiceberg.io.pyarrow import _ConvertToIcebergWithoutIDs, visit_pyarrow
-
-    return visit_pyarrow(arrow_type, _ConvertToIcebergWithoutIDs())
-
-
-def _arrow_schema(table) -> pa.Schema:
-    from pyiceberg.io.pyarrow import schema_to_pyarrow
-
-    return schema_to_pyarrow(table.schema(), include_field_ids=False)
 
 
 def _plain(schema: pa.Schema) -> pa.Schema:
