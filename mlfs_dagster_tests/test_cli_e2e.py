@@ -24,6 +24,7 @@ def test_simulate_validate_backfill_preview_sensor_and_status(tmp_path):
     simulated = json.loads(run(str(BIN / "mlfs"), "simulate", "--days", "3", "--cards", "60",
                                "--transactions-per-day", "120", env=env).stdout)
     run(str(BIN / "dagster"), "definitions", "validate", "-w", "workspace.yaml", env=env)
+    run(str(BIN / "dg"), "check", "defs", env=env)
     run(str(BIN / "dagster"), "asset", "materialize", "-m", "card_fraud.definitions",
         "--select", "group:card_fraud_raw", "--partition-range", "2026-01-01...2026-01-03", env=env)
     preview = run(str(BIN / "dagster"), "sensor", "preview", "-w", "workspace.yaml",
