@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import pyarrow.compute as pc
-
+from mlfs_dagster.core.engine import query
 from mlfs_dagster.core.offline_store import OfflineStore
 from mlfs_dagster.core.specs import FeatureGroupSpec, System
 
@@ -21,8 +20,8 @@ def _entry(store: OfflineStore, system: System, group: FeatureGroupSpec) -> dict
     rows, latest = 0, None
     if store.exists(group.table):
         rows = store.status(group.table).rows
-        times = store.read(group.table, (group.time_column,))[group.time_column]
-        latest = pc.max(times).as_py() if len(times) else None
+        times = store.read_batches(group.table, (group.time_column,))
+        latest = query(f'SELECT max("{group.time_column}") FROM times', {"times": times}).column(0)[0].as_py()
     return {
         "system": system.name, "group": group.name, "version": group.version, "table": group.table,
         "owner": group.owner, "entity": list(group.entity_keys), "description": group.description,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import shutil
@@ -80,6 +81,11 @@ def _land(args: argparse.Namespace) -> None:
     system, source = matches[0]
     written = land_history(args.landing or Settings.from_env().landing, source.name, source.time_column,
                            system.step, args.file)
+    first = dt.datetime.combine(system.start, dt.time(), tzinfo=dt.UTC)
+    early = sum(rows for start, rows in written.items() if start < first)
+    if early:
+        print(f"warning: {early} rows fall before {system.name}'s first partition ({system.start}) and will never "
+              "be ingested: move the system's `start` back to keep them", file=sys.stderr)
     print(json.dumps({"source": f"{system.name}.{source.name}", "periods": len(written),
                       "rows": sum(written.values()),
                       "first": min(written).isoformat() if written else None,

@@ -142,7 +142,7 @@ def random_transactions(days: int, seed: int = 3) -> pa.Table:
 
 
 def day_by_day(spec: FeatureGroupSpec, tables: dict[str, pa.Table], first: dt.date, last: dt.date):
-    days = TimeRange.of_days(first, last).days()
+    days = [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
     return pa.concat_tables([compute(spec, tables, day, day) for day in days])
 
 

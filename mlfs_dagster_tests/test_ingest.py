@@ -285,6 +285,48 @@ def test_rerunning_an_ingestion_leaves_the_same_rows(root, run, store):
     assert second.snapshot_id != first.snapshot_id and second.rows_written == 3
 
 
+SITES = SourceSpec(
+    name="sites",
+    description="site catalogue, re-delivered when a site changes",
+    columns=(Column("site_id", pa.string()), Column("capacity", pa.int64()), Column("valid_from", UTC_US)),
+    keys=("site_id",),
+    owner="test",
+    time_column="valid_from",
+    delivery="reference",
+    time_from_landing=True,
+    system="t",
+)
+
+
+def sites(rows: list[tuple]) -> pa.Table:
+    return pa.table({"site_id": [r[0] for r in rows], "capacity": pa.array([r[1] for r in rows], pa.int64())})
+
+
+def test_a_reference_re_delivery_is_a_new_version_of_its_rows(root, run, store):
+    land(root, sites([("s1", 120), ("s2", 80)]), day(1), source="sites")
+    run(day(1), spec=SITES)
+    land(root, sites([("s1", 150)]), day(3), source="sites")
+    for _ in range(2):  # the re-run replaces day 3 with the same rows
+        result = run(day(3), spec=SITES)
+        versions = store.read(SITES.table).sort_by([("site_id", "ascending"), ("valid_from", "ascending")])
+        assert versions.to_pylist() == [
+            {"site_id": "s1", "capacity": 120, "valid_from": at(0, on=day(1))},
+            {"site_id": "s1", "capacity": 150, "valid_from": at(0, on=day(3))},
+            {"site_id": "s2", "capacity": 80, "valid_from": at(0, on=day(1))},
+        ]
+        assert (result.rows_written, result.quarantined_rows) == (1, 0)
+        assert store.read(SITES.quarantine_table).num_rows == 0
+
+
+def test_a_reference_row_twice_at_the_same_time_is_a_duplicate(root, run, store):
+    land(root, sites([("s1", 150), ("s1", 120)]), day(3), source="sites")
+    run(day(3), spec=SITES)
+    assert store.read(SITES.table)["capacity"].to_pylist() == [120]  # ties: ordered by every column
+    assert store.read(SITES.quarantine_table)[REASON].to_pylist() == [
+        "key site_id=s1, valid_from=2026-01-08 00:00:00+00 delivered more than once; "
+        "the earliest row was kept"]
+
+
 # --- audits: a delivery that would lose published rows is refused ---------------------------------------
 
 
@@ -330,6 +372,26 @@ def test_drop_against_the_trailing_average_is_refused_for_a_source_that_must_arr
     with pytest.raises(AuditError, match=r"period 2026-01-08: 1 rows against a trailing average of 10\.0"):
         run(DAY, day(3), spec=every_day)
     assert run(DAY, day(3)).rows_written == 31  # a sparse source's quiet day is normal
+
+
+def test_an_hourly_period_is_held_to_the_same_hour_of_previous_days(root, store, landing):
+    every_hour = dataclasses.replace(PAYMENTS, must_arrive=True)
+    evening = {20: 40, 21: 40, 22: 40, 23: 10}  # busy hours, then a quiet one, every day
+
+    def deliver(offset: int, rows_by_hour: dict[int, int]):
+        on = day(offset)
+        for hour, count in rows_by_hour.items():
+            rows = [(f"{on}-{hour}-{i}", "c1", at(hour, i, on=on), 1.0) for i in range(count)]
+            land(root, payments(rows), on, hour=hour)
+        return ingest(store, landing, every_hour, TimeRange(at(20, on=on), at(0, on=day(offset + 1))), HOURLY)
+
+    for offset in range(3):
+        quiet = deliver(offset, evening).periods[-1]
+    assert (quiet.rows, quiet.trailing_average) == (10, 10.0)  # not the 40 of the hours just before
+    refused = (r"period 2026-01-08T23:00: 3 rows against a trailing average of 10\.0 at this time of day on "
+               r"the last published days \(checked because the source declares must_arrive\)")
+    with pytest.raises(AuditError, match=refused):
+        deliver(3, {**evening, 23: 3})
 
 
 def test_a_failed_audit_in_a_range_publishes_no_period(root, run, store):

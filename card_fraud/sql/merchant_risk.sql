@@ -1,7 +1,8 @@
 -- A daily aggregate that never sees its own day: each row is stamped at the START of its day and counts
 -- only transactions and reports of the 28 days BEFORE it (inputs are read with a one-day lag, and the
 -- joins below stop at `day < event_time`). Stamping a day's totals inside the day they summarise would
--- let every transaction of that day see later ones: the builder's range check would catch it.
+-- let every transaction of that day see later ones: the builder's leak check, which recomputes a day with
+-- its inputs cut at noon, would refuse to publish it.
 WITH days AS (
     SELECT unnest(generate_series($start::TIMESTAMPTZ, $end::TIMESTAMPTZ - INTERVAL 1 DAY,
                                   INTERVAL 1 DAY)) AS event_time

@@ -29,22 +29,23 @@ from mlfs_dagster.builders.common import (
 )
 from mlfs_dagster.catalog import group_markdown
 from mlfs_dagster.core import audit
-from mlfs_dagster.core.features import compute_feature_group, load_inputs, range_differences
+from mlfs_dagster.core.features import compute_feature_group, leaks, load_inputs
 from mlfs_dagster.core.offline_store import TimeRange
 from mlfs_dagster.core.schema_evolution import evolve_table
 from mlfs_dagster.core.specs import FeatureGroupSpec, FeatureInput, System
 from mlfs_dagster.resources import OfflineStoreResource
 
-RANGE_CHECK = "range_equals_single_periods"
+LEAK_CHECK = "no_leakage"
 
 
 def feature_group_asset(system: System, spec: FeatureGroupSpec) -> AssetsDefinition:
     key = asset_key(system, spec.asset_name)
     checks = [AssetCheckSpec(
-        RANGE_CHECK, asset=key, blocking=True,
-        description="After a range run, a sample of its periods recomputed one at a time, each with only its "
-        "own lookback, equals the range's rows: a daily run and a backfill give the same features, so no "
-        "row sees data its declared inputs do not allow.",
+        LEAK_CHECK, asset=key, blocking=True,
+        description="Before anything is published, sampled periods of the run are recomputed alone (with only "
+        "their own lookback: a daily run and a backfill give the same rows) and with their inputs cut in the "
+        "middle of the period (a row may not use data from after its own time). Any difference fails and "
+        "names the period, column and row.",
     )]
     if spec.entity_keys:
         checks.append(AssetCheckSpec("no_null_entity_keys", asset=key, blocking=True,
@@ -62,6 +63,7 @@ def feature_group_asset(system: System, spec: FeatureGroupSpec) -> AssetsDefinit
         deps=[AssetDep(asset_key(system, i.source.asset_name), partition_mapping=_partition_mapping(system, i))
               for i in spec.inputs],
         kinds={"iceberg", "duckdb" if spec.sql else "python"},
+        code_version=f"v{spec.version}",  # a bumped version marks every partition stale in the UI
         owners=[spec.owner],
         metadata={**table_metadata(spec.table, spec.columns), "feature_group_version": spec.version,
                   "catalog": MetadataValue.md(group_markdown(system, spec))},
@@ -73,21 +75,21 @@ def feature_group_asset(system: System, spec: FeatureGroupSpec) -> AssetsDefinit
         features = compute_feature_group(spec, load_inputs(store, spec, time_range, first), time_range)
         periods = period_ranges(time_range, system.step)
         sample = _sample(periods)
-        differences = range_differences(store, spec, features, sample, first) if len(periods) > 1 else []
-        range_check = AssetCheckResult(
-            check_name=RANGE_CHECK, passed=not differences,
+        found = leaks(store, spec, features, sample, first, in_range=len(periods) > 1)
+        leak_check = AssetCheckResult(
+            check_name=LEAK_CHECK, passed=not found,
             metadata={"periods_recomputed": MetadataValue.json([p.start.isoformat() for p in sample]),
-                      "differences": MetadataValue.json([str(d) for d in differences])},
+                      "leaks": MetadataValue.json([str(leak) for leak in found])},
         )
-        if differences:
-            yield range_check
-            raise Failure(f"nothing published: {differences[0]}", metadata={"differences": len(differences)})
+        if found:
+            yield leak_check
+            raise Failure(f"nothing published: {found[0]}", metadata={"leaks": len(found)})
         evolve_table(store, spec.table, spec.schema, spec.time_column, spec.entity_keys)
         snapshot_id = store.replace_range(spec.table, features, spec.time_column, time_range)
         add_partition_metadata(context, system, {
             p.start: {"dagster/row_count": n} for p, n in _rows_per_period(features, spec, periods).items()
         })
-        checks = [range_check]
+        checks = [leak_check]
         if spec.entity_keys:
             nulls = audit.null_keys(features, spec.entity_keys)
             checks.append(AssetCheckResult(check_name="no_null_entity_keys", passed=nulls == 0,
@@ -98,10 +100,9 @@ def feature_group_asset(system: System, spec: FeatureGroupSpec) -> AssetsDefinit
 
 
 def _sample(periods: list[TimeRange]) -> list[TimeRange]:
-    """The second, middle and last periods: a leak from an earlier period shows from the second on."""
-    if len(periods) < 2:
-        return []
-    return [periods[i] for i in sorted({1, len(periods) // 2, len(periods) - 1})]
+    """The second, middle and last periods (a leak from an earlier period shows from the second on); the
+    only one of a single-period run."""
+    return [periods[i] for i in sorted({min(1, len(periods) - 1), len(periods) // 2, len(periods) - 1})]
 
 
 def _rows_per_period(features, spec: FeatureGroupSpec, periods: list[TimeRange]) -> dict[TimeRange, int]:

@@ -25,6 +25,7 @@ from mlfs_dagster.core.training import SPLIT, evaluate, fit_and_evaluate, gate_f
 from mlfs_dagster.resources import ModelRegistryResource, OfflineStoreResource
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+FEATURES_TAG = "features"  # on each version: the columns it was trained on, to score it fairly later
 GATES = "gates"
 
 
@@ -71,9 +72,12 @@ def _candidate_asset(system: System, model: ModelSpec) -> AssetsDefinition:
         same = _trained_on(snapshot_id, seed, champion, registry.latest_version(name))
         if same:
             reason = f"v{same.version} was already trained on {version} with seed {seed}: nothing new to learn"
+            decided = {"result": reason, "model_version": same.version,
+                       "failures": MetadataValue.json(_failures(same.tags.get("gate_failures", "")))}
             return MaterializeResult(
                 metadata={"new_candidate": False, "reason": reason, "model_version": same.version},
-                check_results=[AssetCheckResult(check_name=GATES, passed=True, metadata={"result": reason})],
+                check_results=[AssetCheckResult(check_name=GATES, passed=same.tags.get("gates_passed") == "true",
+                                                metadata=decided)],
             )
         frame = store.read(view.table, snapshot_id=snapshot_id).to_pandas()
         fitted, metrics = fit_and_evaluate(model, frame, seed)
@@ -85,7 +89,7 @@ def _candidate_asset(system: System, model: ModelSpec) -> AssetsDefinition:
             params={"seed": seed, "features": ",".join(model.features)},
             tags={"training_set": view.table, "training_set_snapshot": str(snapshot_id),
                   "training_set_version": version, "seed": str(seed), "gates_passed": str(not failures).lower(),
-                  "gate_failures": "; ".join(failures)[:4000],
+                  "gate_failures": "; ".join(failures)[:4000], FEATURES_TAG: ",".join(model.features),
                   "champion_at_training": champion.version if champion else "none"},
             input_example=_input_example(frame, model),
             datasets=[{"table": view.table, "snapshot_id": str(snapshot_id), "rows": len(frame), "role": "training"}],
@@ -113,12 +117,20 @@ def _trained_on(snapshot_id: int, seed: int, *versions):
                  and v.tags.get("seed") == str(seed)), None)
 
 
-def _champion_on(registry, model: ModelSpec, champion, frame: pd.DataFrame) -> dict[str, float]:
-    """The champion's metrics on the candidate's validation rows: the only fair comparison."""
+def _champion_on(registry, model: ModelSpec, champion, frame: pd.DataFrame) -> dict[str, float] | None:
+    """The champion's metrics on the candidate's validation rows: the only fair comparison. None when the
+    champion needs features this training set no longer has: then only the floors apply."""
+    features = champion.tags.get(FEATURES_TAG, ",".join(model.features)).split(",")
+    if set(features) - set(frame.columns):
+        return None
     validation = frame[frame[SPLIT] == "validation"]
     label = model.feature_view.label
     return evaluate(registry.load_version(model.registered_name, champion.version), validation,
-                    list(model.features), label.column, label.kind)
+                    features, label.column, label.kind)
+
+
+def _failures(joined: str) -> list[str]:
+    return [failure for failure in joined.split("; ") if failure]
 
 
 def _input_example(frame: pd.DataFrame, model: ModelSpec) -> pd.DataFrame:

@@ -4,6 +4,8 @@ import datetime as dt
 
 from dagster import (
     AssetCheckResult,
+    AssetKey,
+    AssetRecordsFilter,
     AssetCheckSpec,
     AssetExecutionContext,
     AssetsDefinition,
@@ -15,6 +17,7 @@ from dagster import (
 from pydantic import Field
 
 from mlfs_dagster.builders.common import asset_key, group_name, history_start, partitions, table_metadata
+from mlfs_dagster.builders.raw import DELIVERY, PUBLISHED
 from mlfs_dagster.core import audit
 from mlfs_dagster.core.specs import Column, FeatureViewSpec, System
 from mlfs_dagster.core.training import SPLIT, build_training_set
@@ -97,10 +100,19 @@ def _as_of(context: AssetExecutionContext, system: System, view: FeatureViewSpec
         as_of = dt.datetime.fromisoformat(config.as_of)
         return as_of if as_of.tzinfo else as_of.replace(tzinfo=dt.UTC)
     source_key = asset_key(system, view.label_source.asset_name)
-    ingested = context.instance.get_materialized_partitions(source_key)
-    if not ingested:
-        raise ValueError(f"no partition of {source_key.to_user_string()} is materialized: nothing is labelled")
-    return partitions(system).time_window_for_partition_key(max(ingested)).end
+    for partition in sorted(context.instance.get_materialized_partitions(source_key), reverse=True):
+        if _delivered(context.instance, source_key, partition):
+            return partitions(system).time_window_for_partition_key(partition).end
+    raise ValueError(f"no partition of {source_key.to_user_string()} has been delivered: nothing is labelled")
+
+
+def _delivered(instance, key: AssetKey, partition: str) -> bool:
+    """Whether the partition's latest materialization holds a delivery: a period whose file has not arrived
+    yet says nothing about its labels, so it cannot make older labels final."""
+    latest = instance.fetch_materializations(AssetRecordsFilter(asset_key=key, asset_partitions=[partition]),
+                                             limit=1).records
+    delivery = latest[0].asset_materialization.metadata.get(DELIVERY) if latest else None
+    return delivery is None or delivery.value == PUBLISHED  # groups have no delivery status
 
 
 def _latest_version(store, view: FeatureViewSpec) -> tuple[str, int] | None:

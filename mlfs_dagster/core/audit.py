@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 import pyarrow as pa
 
 from mlfs_dagster.core.engine import query
 
 
-def _count(data: pa.Table, sql: str) -> int:
+def _count(data: pa.Table | pa.RecordBatchReader, sql: str) -> int:
     return query(sql, {"data": data}).column(0)[0].as_py()
 
 
-def rows_per_day(data: pa.Table, time_column: str, days: list[dt.date]) -> dict[dt.date, int]:
-    counts = query(f'SELECT CAST("{time_column}" AS DATE) AS day, count(*) AS n FROM data GROUP BY 1', {"data": data})
-    by_day = dict(zip(counts["day"].to_pylist(), counts["n"].to_pylist(), strict=True))
-    return {day: by_day.get(day, 0) for day in days}
-
-
-def duplicate_keys(data: pa.Table, keys: tuple[str, ...]) -> int:
-    """Rows beyond the first for each key."""
+def duplicate_keys(data: pa.Table | pa.RecordBatchReader, keys: tuple[str, ...]) -> int:
+    """Rows beyond the first for each key; a batch reader streams, so a whole table never sits in memory."""
     columns = ", ".join(f'"{k}"' for k in keys)
     return _count(data, f"SELECT count(*) - count(DISTINCT ({columns})) FROM data")
 

@@ -84,8 +84,10 @@ def _read_group(
         (*group.entity_keys, group.time_column, *([group.created_column] if group.created_column else []),
          *selection.columns)
     ))
-    if not store.exists(group.table) or len(spine_times) == 0:
+    if len(spine_times) == 0:
         return empty_table(group.schema, wanted)
+    if not store.exists(group.table):  # reading it as empty would give every example null features
+        raise LookupError(f"feature group {group.name} has no table {group.table} yet: materialize it first")
     bounds = LessThanOrEqual(group.time_column, pc.max(spine_times).as_py().isoformat())
     if selection.ttl is not None:
         oldest = pc.min(spine_times).as_py() - selection.ttl

@@ -2,8 +2,8 @@
 
 The same function serves single-period runs and backfills of any length: a range is computed at once,
 and each input is read over the range widened by its lookback, so windows at the start of the range see
-the history they need. `range_differences` proves it: it recomputes periods one at a time, each with only
-its own lookback, and compares them with the range result.
+the history they need. `leaks` proves it on sampled periods: recomputed alone with only their own lookback,
+and with their inputs cut in the middle of the period, they must give the same rows.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from mlfs_dagster.core.engine import query
 from mlfs_dagster.core.offline_store import OfflineStore, TimeRange
@@ -66,63 +67,105 @@ def _computed(spec: FeatureGroupSpec, inputs: dict[str, pa.Table], time_range: T
     return resolve_callable(spec.function)(inputs, time_range.start, time_range.end)
 
 
+# Floats may differ in the last bits between two evaluation orders of one window: not a leak.
+RELATIVE_TOLERANCE = 1e-9
+
+
 @dataclass(frozen=True)
-class RangeDifference:
-    """Where a period computed on its own differs from the same period inside a range run."""
+class Leak:
+    """A row a feature group computes differently when it may not see what it saw: a leak, located."""
 
     group: str
     period: dt.datetime
     column: str
     row: dict
+    test: str  # how it was found
 
     def __str__(self) -> str:
-        return (f"feature group {self.group}, period {self.period.isoformat()}: column '{self.column}' differs "
-                f"between a run of this period alone and the range run, at row {self.row}")
+        return (f"feature group {self.group}, period {self.period.isoformat()}: {self.test}; column "
+                f"'{self.column}' differs at row {self.row}")
 
 
-def range_differences(
+def leaks(
     store: OfflineStore,
     spec: FeatureGroupSpec,
-    range_result: pa.Table,
+    computed: pa.Table,
     periods: list[TimeRange],
     history_start: dt.datetime,
-) -> list[RangeDifference]:
-    """Recompute each period alone (with only its own lookback) and compare with the range's rows.
+    in_range: bool,
+) -> list[Leak]:
+    """Recompute sampled periods of `computed` under two constraints; any difference is a leak.
 
-    A group whose SQL reads beyond its declared lookback, or lets a row see later rows of the range
-    (a daily aggregate stamped inside its own day), computes different rows alone: that is a leak.
+    - Alone: the period with only its own lookback, as a daily run computes it (`in_range`: when the
+      period was computed inside a longer range). A group reading beyond its declared lookback or lag
+      computes different rows alone.
+    - Cut: the inputs cut at the middle of the period. A row stamped before the cut may only use data from
+      before it, so a daily total stamped at the start of its own day changes when the day's later rows
+      are hidden.
     """
-    differences = []
+    found = []
     for period in periods:
-        alone = compute_feature_group(spec, load_inputs(store, spec, period, history_start), period)
-        in_range = query(
-            f'SELECT * FROM r WHERE "{spec.time_column}" >= $start AND "{spec.time_column}" < $end',
-            {"r": range_result}, {"start": period.start, "end": period.end},
-        )
-        difference = first_difference(spec, alone, in_range)
-        if difference:
-            differences.append(RangeDifference(spec.name, period.start, *difference))
-    return differences
+        inputs = load_inputs(store, spec, period, history_start)
+        expected = _rows_in(spec, computed, period)
+        if in_range:
+            alone = compute_feature_group(spec, inputs, period)
+            found += _located(spec, period, first_difference(spec, alone, expected, ("period alone", "range run")),
+                              "a run of this period alone differs from the range run")
+        cut = period.start + (period.end - period.start) / 2
+        before_cut = TimeRange(period.start, cut)
+        hidden = compute_feature_group(spec, _before(spec, inputs, cut), period)
+        found += _located(spec, period, first_difference(spec, _rows_in(spec, hidden, before_cut),
+                                                         _rows_in(spec, expected, before_cut), ("cut inputs", "run")),
+                          f"rows before {cut.isoformat()} change when the inputs after it are hidden: they use "
+                          "data from after their own time")
+    return found
 
 
-def first_difference(spec: FeatureGroupSpec, alone: pa.Table, in_range: pa.Table) -> tuple[str, dict] | None:
-    """The first column and row where two computations of one period disagree, or None if equal."""
+def _located(spec: FeatureGroupSpec, period: TimeRange, difference, test: str) -> list[Leak]:
+    return [Leak(spec.name, period.start, difference[0], difference[1], test)] if difference else []
+
+
+def _rows_in(spec: FeatureGroupSpec, rows: pa.Table, time_range: TimeRange) -> pa.Table:
+    time = rows[spec.time_column]
+    return rows.filter(pc.and_(pc.greater_equal(time, time_range.start), pc.less(time, time_range.end)))
+
+
+def _before(spec: FeatureGroupSpec, inputs: dict[str, pa.Table], cut: dt.datetime) -> dict[str, pa.Table]:
+    times = {i.name: i.source.time_column for i in spec.inputs}
+    return {name: rows.filter(pc.less(rows[times[name]], cut)) for name, rows in inputs.items()}
+
+
+def first_difference(spec: FeatureGroupSpec, left: pa.Table, right: pa.Table,
+                     names: tuple[str, str] = ("left", "right")) -> tuple[str, dict] | None:
+    """The first column and row where two computations of one period disagree, or None if equal.
+
+    Floats count as equal within a relative 1e-9: summing a window in another order moves the last bits.
+    """
     row_key = (*spec.entity_keys, spec.time_column, *spec.identifiers)
     time = spec.time_column
     compared = [c for c in spec.schema.names if c not in row_key]
+    floats = {f.name for f in spec.schema if pa.types.is_floating(f.type)}
     on = " AND ".join(f'a."{k}" IS NOT DISTINCT FROM r."{k}"' for k in row_key)
-    which_column = " ".join(f"""WHEN a."{c}" IS DISTINCT FROM r."{c}" THEN '{c}'""" for c in compared)
+    which_column = " ".join(f"WHEN {_differ(c, c in floats)} THEN '{c}'" for c in compared)
     found = query(
         f"""SELECT {", ".join(f'coalesce(a."{k}", r."{k}") AS "{k}"' for k in row_key)},
-                CASE WHEN r."{time}" IS NULL THEN 'row only in the period run'
-                     WHEN a."{time}" IS NULL THEN 'row only in the range run'
+                CASE WHEN r."{time}" IS NULL THEN 'row only in the {names[0]} computation'
+                     WHEN a."{time}" IS NULL THEN 'row only in the {names[1]} computation'
                      {which_column} END AS _column
-            FROM alone a FULL OUTER JOIN in_range r ON {on}
+            FROM a FULL OUTER JOIN r ON {on}
             WHERE _column IS NOT NULL
             ORDER BY ALL LIMIT 1""",
-        {"alone": alone, "in_range": in_range},
+        {"a": left, "r": right},
     ).to_pylist()
     if not found:
         return None
     row = found[0]
     return row.pop("_column"), row
+
+
+def _differ(column: str, is_float: bool) -> str:
+    a, r = f'a."{column}"', f'r."{column}"'
+    if not is_float:
+        return f"{a} IS DISTINCT FROM {r}"
+    return (f"(({a} IS NULL) <> ({r} IS NULL) OR abs({a} - {r}) > "
+            f"{RELATIVE_TOLERANCE} * greatest(abs({a}), abs({r}), 1.0))")

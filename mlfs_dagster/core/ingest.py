@@ -7,12 +7,19 @@ column); then every row is judged (null key, time or required value, time outsid
 delivered twice, key already published outside the periods being replaced): a row that breaks a rule goes to
 quarantine with its reason, the good rows land.
 
+What counts as the same row depends on the delivery. An event happens once: its keys are unique across the
+whole table. A reference delivery is a new version of each of its rows (SCD type 2, read with as-of joins on
+the time column): a row is the same only with the same keys at the same time, so `(*keys, time_column)` is
+unique instead, and a catalogue row re-delivered with new values on a later day is published beside the old.
+
 Write, audit, publish:
 1. write: the quarantined rows, then the good rows, replace the delivered periods on a new branch of the
    quarantine and raw tables, forked from the main heads read at the start (duplicates were found there);
-2. audit the staged raw snapshot, read back: no incomplete row, keys unique across the whole table, no
-   period emptied or shrunk beyond the source's `max_drop` (against the period's published rows and, for
-   event sources, the trailing average of the last published periods) unless the caller allows drops;
+2. audit the staged raw snapshot, read back: no incomplete row, no row twice (as above) in the whole table, no
+   period emptied or shrunk beyond the source's `max_drop` unless the caller allows drops. The shrink is
+   measured against the period's published rows and, only for sources that declare `must_arrive`, against
+   the average of the same time of day on the last published days (a source's volume follows the day:
+   an hourly period is compared with the same hour of previous days, never with the hours just before);
 3. publish quarantine, then raw: each moves main to its branch in one commit, only if main has not moved
    since the start (else PublishConflictError). If raw cannot publish, the quarantine's main is moved back.
 
@@ -43,8 +50,8 @@ from mlfs_dagster.core.specs import SourceSpec
 REASON = "_reason"
 LANDING_PERIOD = "_landing_period"
 QUARANTINE_SNAPSHOT = "mlfs.quarantine-snapshot"  # raw snapshot summary: the quarantine published with it
-TRAILING_PERIODS = 7
-TRAILING_LOOKBACK = 4 * TRAILING_PERIODS  # periods searched for the trailing ones, so a gap is not endless
+TRAILING_PERIODS = 7  # published days averaged, at the period's time of day
+TRAILING_LOOKBACK = 4 * TRAILING_PERIODS  # days searched for them, so a gap is not endless
 
 
 class ContractError(ValueError):
@@ -63,7 +70,8 @@ class PeriodReport:
     quarantined: int
     previous_rows: int | None  # the period's published rows before this run, None if it held none
     status: str  # "published" | "no delivery"
-    trailing_average: float | None = None  # rows of the source's last published periods before this one
+    # rows at this time of day on the last published days; only `must_arrive` sources are held to it
+    trailing_average: float | None = None
 
 
 @dataclass(frozen=True)
@@ -213,17 +221,18 @@ def _is_text(t: pa.DataType) -> bool:
 def _published_elsewhere(
     store: OfflineStore, spec: SourceSpec, base: int, rows: pa.Table, ranges: list[TimeRange]
 ) -> pa.Table:
-    """Keys of `rows` already published outside the periods being replaced, with their earliest time there.
+    """Unique columns of `rows` already published outside the periods being replaced, with their earliest
+    time there.
 
     The published table streams through DuckDB against the delivery's keys, so it is never held in memory.
     """
-    keys, time = _keys(spec), spec.time_column
-    columns = tuple(dict.fromkeys((*spec.keys, time)))
+    unique, keys, time = spec.unique_on, _quoted(spec.unique_on), spec.time_column
+    columns = tuple(dict.fromkeys((*unique, time)))
     published = store.read_batches(spec.table, columns, Not(any_of(ranges, time)), snapshot_id=base)
     return query(
         f'SELECT {keys}, min("{time}") AS _published '
         f"FROM published SEMI JOIN delivered USING ({keys}) GROUP BY ALL",
-        {"published": published, "delivered": rows.select(list(spec.keys))},
+        {"published": published, "delivered": rows.select(list(unique))},
     )
 
 
@@ -232,12 +241,12 @@ def _judge(
 ) -> tuple[pa.Table, pa.Table]:
     """Good rows, and quarantined rows with a `_reason` (the first rule each breaks) and `_landing_period`.
 
-    Of the good rows sharing a key, the earliest is kept (ties: ordered by every column, so a re-run keeps
-    the same one) and the others are quarantined.
+    Of the good rows sharing their unique columns, the earliest is kept (ties: ordered by every column, so a
+    re-run keeps the same one) and the others are quarantined.
     """
-    time, keys, columns = spec.time_column, _keys(spec), ", ".join(f'"{c}"' for c in spec.schema.names)
+    time, keys, columns = spec.time_column, _quoted(spec.unique_on), _quoted(spec.schema.names)
     key_text = " || ', ' || ".join(
-        f"""'{k}=' || coalesce(CAST(d."{k}" AS VARCHAR), 'null')""" for k in spec.keys
+        f"""'{k}=' || coalesce(CAST(d."{k}" AS VARCHAR), 'null')""" for k in spec.unique_on
     )
     rules = "\n".join([
         *(f"""WHEN "{k}" IS NULL THEN 'null key {k}'""" for k in spec.keys),
@@ -287,7 +296,7 @@ def _published_counts(
     store: OfflineStore, spec: SourceSpec, base: int, delivered: list[_Delivery], step: dt.timedelta
 ) -> dict[dt.datetime, int]:
     """Published rows per period, from the trailing lookback before the first delivered period to the last."""
-    window = TimeRange(delivered[0].start - TRAILING_LOOKBACK * step, delivered[-1].start + step)
+    window = TimeRange(delivered[0].start - TRAILING_LOOKBACK * _day_stride(step), delivered[-1].start + step)
     time = spec.time_column
     times = store.read_batches(spec.table, (time,), window.filter(time), snapshot_id=base)
     return _counts_by_period(times, spec.time_column, step)
@@ -347,7 +356,7 @@ def _audit(
 
 def _integrity_problems(spec: SourceSpec, staged: pa.Table, published: pa.Table) -> list[str]:
     """Rules every published row meets, checked on what was actually written: a bug upstream cannot pass."""
-    keys = _keys(spec)
+    keys = _quoted(spec.unique_on)
     needed = dict.fromkeys((*spec.keys, spec.time_column, *spec.required))
     incomplete = " OR ".join(f'"{c}" IS NULL' for c in needed)
     found = query(
@@ -360,14 +369,15 @@ def _integrity_problems(spec: SourceSpec, staged: pa.Table, published: pa.Table)
     ).to_pylist()[0]
     messages = {
         "incomplete": "staged rows with a null key, time or required value",
-        "repeated": f"keys ({', '.join(spec.keys)}) staged more than once",
+        "repeated": f"keys ({', '.join(spec.unique_on)}) staged more than once",
         "elsewhere": "staged rows with a key already published outside the replaced periods",
     }
     return [f"{found[name]} {message}" for name, message in messages.items() if found[name]]
 
 
 def _trailing_average(counts: dict[dt.datetime, int], start: dt.datetime, step: dt.timedelta) -> float | None:
-    before = [start - i * step for i in range(1, TRAILING_LOOKBACK + 1)]
+    """Average rows at `start`'s time of day on the last published days before it."""
+    before = [start - i * _day_stride(step) for i in range(1, TRAILING_LOOKBACK + 1)]
     trailing = [counts[p] for p in before if counts.get(p)][:TRAILING_PERIODS]
     return sum(trailing) / len(trailing) if trailing else None
 
@@ -384,8 +394,9 @@ def _drop_problem(spec: SourceSpec, report: PeriodReport, step: dt.timedelta) ->
                 f"a drop beyond max_drop {spec.max_drop:.0%}")
     average = report.trailing_average
     if spec.must_arrive and average and rows < keep * average:
-        return (f"{period}: {rows} rows against a trailing average of {average:.1f} over the source's last "
-                f"published periods, a drop beyond max_drop {spec.max_drop:.0%}")
+        return (f"{period}: {rows} rows against a trailing average of {average:.1f} at this time of day on "
+                f"the last published days (checked because the source declares must_arrive), a drop beyond "
+                f"max_drop {spec.max_drop:.0%}")
     return None
 
 
@@ -432,8 +443,13 @@ def _contiguous(starts: list[dt.datetime], step: dt.timedelta) -> list[TimeRange
     return ranges
 
 
-def _keys(spec: SourceSpec) -> str:
-    return ", ".join(f'"{k}"' for k in spec.keys)
+def _day_stride(step: dt.timedelta) -> dt.timedelta:
+    """From a period to the same time of day on the day before: volume follows the day, not the last hours."""
+    return max(step, DAILY)
+
+
+def _quoted(columns) -> str:
+    return ", ".join(f'"{c}"' for c in columns)
 
 
 def _period_format(step: dt.timedelta) -> str:

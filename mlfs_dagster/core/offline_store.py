@@ -42,19 +42,12 @@ class TimeRange:
         """Every instant of the days first..last, both included."""
         return cls(_midnight(first), _midnight(last + dt.timedelta(days=1)))
 
-    def days(self) -> list[dt.date]:
-        count = (self.end - self.start).days
-        return [self.start.date() + dt.timedelta(days=i) for i in range(count)]
-
     def periods(self, step: dt.timedelta) -> list[dt.datetime]:
         """The start of every period of length `step` in the range; the range must hold whole periods."""
         count, rest = divmod(self.end - self.start, step)
         if rest:
             raise ValueError(f"[{self.start}, {self.end}) is not a whole number of {step} periods")
         return [self.start + i * step for i in range(count)]
-
-    def shifted(self, start_days: int = 0, end_days: int = 0) -> TimeRange:
-        return TimeRange(self.start + dt.timedelta(days=start_days), self.end + dt.timedelta(days=end_days))
 
     def filter(self, column: str) -> BooleanExpression:
         return And(GreaterThanOrEqual(column, self.start.isoformat()), LessThan(column, self.end.isoformat()))

@@ -55,8 +55,9 @@ class FeatureJoin:
 
     @property
     def matched_time_column(self) -> str:
-        """The spine gets this column: the event time of the feature row it was joined to."""
-        return f"{self.name}_event_time"
+        """The spine gets this column: the event time of the feature row it was joined to (prefixed too, so
+        one group joined twice under two prefixes gives two matched times)."""
+        return f"{self.prefix}{self.name}_event_time"
 
     @property
     def output_columns(self) -> tuple[str, ...]:

@@ -44,7 +44,7 @@ def breaking_changes(current: pa.Schema, declared: pa.Schema) -> list[str]:
     for field in current:
         if field.name not in declared.names:
             changes.append(f"column '{field.name}' removed or renamed")
-        elif not _plain_type(declared.field(field.name).type).equals(field.type):
+        elif not _as_stored(declared.field(field.name).type).equals(field.type):
             changes.append(f"column '{field.name}' retyped from {field.type} to {declared.field(field.name).type}")
     return changes
 
@@ -56,6 +56,17 @@ def _key_changes(properties: dict, time_column: str, keys: tuple[str, ...]) -> l
     if TIME_PROPERTY in properties and properties[TIME_PROPERTY] != time_column:
         changes.append(f"time column changed from '{properties[TIME_PROPERTY]}' to '{time_column}'")
     return changes
+
+
+def _as_stored(arrow_type: pa.DataType) -> pa.DataType:
+    """The type a column declared as `arrow_type` reads back as from Iceberg (int16 is stored as int32)."""
+    from pyiceberg.io.pyarrow import _ConvertToIcebergWithoutIDs, schema_to_pyarrow, visit_pyarrow
+    from pyiceberg.schema import Schema
+    from pyiceberg.types import NestedField
+
+    stored = visit_pyarrow(arrow_type, _ConvertToIcebergWithoutIDs())
+    schema = schema_to_pyarrow(Schema(NestedField(1, "c", stored, required=False)), include_field_ids=False)
+    return _plain_type(schema.field("c").type)
 
 
 def _plain(schema: pa.Schema) -> pa.Schema:

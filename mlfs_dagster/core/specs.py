@@ -48,6 +48,13 @@ def empty_table(schema: pa.Schema, columns) -> pa.Table:
     return pa.schema([schema.field(c) for c in columns]).empty_table()
 
 
+def _require_timestamp(context: str, schema: pa.Schema, column: str) -> None:
+    """Partitions, ranges and point-in-time joins compare instants: the time column must hold them."""
+    if not pa.types.is_timestamp(schema.field(column).type):
+        raise SpecError(f"{context}: time column '{column}' is {schema.field(column).type}; declare it as a "
+                        "timestamp (`timestamp` in YAML: microseconds, UTC)")
+
+
 def resolve_callable(target: Callable | str | None) -> Callable | None:
     """A function, or a `package.module:function` reference to one (the YAML form)."""
     if target is None or callable(target):
@@ -62,11 +69,14 @@ def resolve_callable(target: Callable | str | None) -> Callable | None:
 class SourceSpec:
     """An upstream system's files in the landing zone, ingested into the system's `raw_<name>` table.
 
-    `delivery="event"`: files arrive per partition (a missing one is an error only with `must_arrive`);
-    `"reference"`: delivered once or now and then, and joins see the latest delivery as of their time.
+    `delivery="event"`: files arrive per partition (a missing one is an error only with `must_arrive`); an
+    event happens once, so `keys` are unique across the whole table. `"reference"`: delivered once or now
+    and then, each delivery a new version of its rows (SCD type 2), so a row is a duplicate only with the
+    same keys at the same time, and joins see the latest version as of their time.
     `time_from_landing`: the files have no time column; each row takes its landing period's start.
-    `max_drop`: a delivery with fewer rows than (1 - max_drop) x the partition's previous version or the
-    source's trailing average is refused unless the run allows it.
+    `max_drop`: a delivery with fewer rows than (1 - max_drop) x the partition's previous version or, for a
+    source that declares `must_arrive`, x its average at the same time of day on the last published days,
+    is refused unless the run allows it.
     """
 
     name: str
@@ -98,11 +108,20 @@ class SourceSpec:
     def quarantine_table(self) -> str:
         return f"{self.system}.quarantine_{self.name}"
 
+    @property
+    def unique_on(self) -> tuple[str, ...]:
+        """What no two published rows share: the key; for reference data, each delivery of a key is a new
+        version (SCD type 2), so the key and the time."""
+        if self.delivery == "reference":
+            return tuple(dict.fromkeys((*self.keys, self.time_column)))
+        return self.keys
+
     def validate(self) -> None:
         names = [c.name for c in self.columns]
         for wanted in (*self.keys, self.time_column, *self.required):
             if wanted not in names:
                 raise SpecError(f"source {self.name}: '{wanted}' is not one of its columns {names}")
+        _require_timestamp(f"source {self.name}", self.schema, self.time_column)
         if self.delivery not in ("event", "reference"):
             raise SpecError(f"source {self.name}: delivery must be 'event' or 'reference', not {self.delivery!r}")
 
@@ -176,6 +195,7 @@ class FeatureGroupSpec:
                 raise SpecError(f"feature group {self.name}: '{wanted}' is not one of its columns {names}")
         if bool(self.sql) == bool(self.function):
             raise SpecError(f"feature group {self.name}: declare exactly one of `sql` and `function`")
+        _require_timestamp(f"feature group {self.name}", self.schema, self.time_column)
 
 
 @dataclass(frozen=True)
@@ -275,7 +295,13 @@ class FeatureViewSpec:
         return self.label.source if self.label.source is not None else self.spine
 
     def matched_time_column(self, selection: FeatureSelection) -> str:
-        return f"{selection.name}_event_time"
+        return f"{selection.prefix}{selection.name}_event_time"
+
+    @property
+    def output_columns(self) -> tuple[str, ...]:
+        """Every column the view's vectors carry: spine, selected features, matched times, on-demand."""
+        selected = [c for s in self.selections for c in (*s.output_columns, self.matched_time_column(s))]
+        return tuple(dict.fromkeys((*self.spine_output_columns, *selected, *self.on_demand_columns)))
 
     def column_docs(self) -> dict[str, Column]:
         """Description and tags of every column the view's vectors carry that a spec documents."""
@@ -359,6 +385,10 @@ class ModelSpec:
     def validate(self) -> None:
         if not self.features:
             raise SpecError(f"model {self.name}: declare the features it uses")
+        unknown = [f for f in self.features if f not in self.feature_view.output_columns]
+        if unknown:
+            raise SpecError(f"model {self.name}: features {unknown} are not columns of feature view "
+                            f"{self.feature_view.name} ({list(self.feature_view.output_columns)})")
 
 
 @dataclass(frozen=True)
@@ -459,12 +489,19 @@ class _Binder:
             raise SpecError(f"{context}: {name!r} is not a source or feature group of system {self.system.name}")
         return self.tables[name]
 
+    def _group(self, reference, context: str) -> FeatureGroupSpec:
+        table = self._table(reference, context)
+        if not isinstance(table, FeatureGroupSpec):
+            raise SpecError(f"{context}: {table.name!r} is a source; a view selects features from feature groups "
+                            "(declare a group over the source)")
+        return table
+
     def _bound_view(self, view: FeatureViewSpec) -> FeatureViewSpec:
         context = f"feature view {view.name}"
         label = view.label
         if label.source is not None:
             label = dataclasses.replace(label, source=self._table(label.source, context))
-        selections = tuple(dataclasses.replace(s, group=self._table(s.group, context)) for s in view.selections)
+        selections = tuple(dataclasses.replace(s, group=self._group(s.group, context)) for s in view.selections)
         bound = dataclasses.replace(view, spine=self._table(view.spine, context), label=label,
                                     selections=selections, system=self.system.name)
         bound.validate()

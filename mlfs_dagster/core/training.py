@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from mlfs_dagster.core import feature_view
 from mlfs_dagster.core.engine import query
 from mlfs_dagster.core.offline_store import OfflineStore, TimeRange
-from mlfs_dagster.core.specs import FeatureViewSpec, Gate, ModelSpec, empty_table
+from mlfs_dagster.core.specs import FeatureViewSpec, Gate, ModelSpec
 
 SPLIT = "split"
 HIGHER_IS_BETTER = {"pr_auc", "roc_auc", "r2", "recall", "precision"}
@@ -74,9 +74,10 @@ def _labelled(view: FeatureViewSpec, store: OfflineStore, spine: pa.Table, as_of
     if label.source is None:
         return spine
     source = label.source
-    received = store.read(source.table, label.on, TimeRange(dt.datetime.min.replace(tzinfo=dt.UTC), as_of)
+    # Every column: the label's value may aggregate any of them (a refund amount, a group's feature).
+    received = store.read(source.table, None, TimeRange(dt.datetime.min.replace(tzinfo=dt.UTC), as_of)
                           .filter(source.time_column), snapshots[source.table]) \
-        if store.exists(source.table) else empty_table(source.schema, label.on)
+        if store.exists(source.table) else source.schema.empty_table()
     on = ", ".join(f'"{k}"' for k in label.on)
     return query(
         f"""SELECT s.*, coalesce(l.__label, {label.missing}) AS "{label.column}"
