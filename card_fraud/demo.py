@@ -73,7 +73,7 @@ def run_demo(config: DemoConfig) -> dict:
     _quiet_libraries()
 
     from card_fraud.definitions import defs
-    from mlfs_dagster.builders.monitoring import DRIFTED_PARTITIONS_TAG, sensor_name
+    from mlfs_dagster.builders.monitoring import REASON_TAG, sensor_name
     from mlfs_dagster.status import collect_status
 
     settings = Settings.from_env()
@@ -95,12 +95,16 @@ def run_demo(config: DemoConfig) -> dict:
     with stage("Evaluating the drift sensor and launching what it requests"):
         with build_sensor_context(instance=instance, definitions=defs) as context:
             result = sensor(context)
+        if result.skip_reason:
+            print(f"      {result.skip_reason.skip_message}")
         for request in result.run_requests or []:
+            if _already_requested(instance, sensor.name, request.run_key):  # as the daemon dedupes run keys
+                print(f"      {request.run_key}: already run for this drift episode")
+                continue
             tags = {**request.tags, "dagster/run_key": request.run_key, "dagster/sensor_name": sensor.name}
-            result = _materialize(defs, instance, groups("training", "models"), tags=tags)
-            drifted = request.tags[DRIFTED_PARTITIONS_TAG].split(",")
-            print(f"      retraining run {request.run_key} for {len(drifted)} drifted days from {drifted[0]}: "
-                  f"{_model_outcome(result)}")
+            print(f"      {request.tags[REASON_TAG]}")
+            outcome = _model_outcome(_materialize(defs, instance, groups("training", "models"), tags=tags))
+            print(f"      retraining run {request.run_key}: {outcome}")
     with stage("Reading the stores back"):
         status = collect_status(settings, [SYSTEM], instance)
     summary = _summary(status, Path(settings.landing))
@@ -135,6 +139,13 @@ def _materialize(defs, instance, selection, days: tuple[dt.date, dt.date] | None
     return result
 
 
+def _already_requested(instance, sensor_name: str, run_key: str) -> bool:
+    from dagster import RunsFilter
+
+    tags = {"dagster/sensor_name": sensor_name, "dagster/run_key": run_key}
+    return bool(instance.get_runs(filters=RunsFilter(tags=tags), limit=1))
+
+
 def _model_outcome(result) -> str:
     """What a training run decided: a new candidate and its version, or why there was none."""
     from dagster import AssetKey
@@ -149,11 +160,13 @@ def _model_outcome(result) -> str:
 
 def _quiet_libraries() -> None:
     """The demo prints its own progress; library chatter (pickle-format notices, progress bars) hides it."""
+    import logging
     import os
     import warnings
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")  # mlflow resets its logger's level on import
+    logging.getLogger("dagster").setLevel(logging.WARNING)  # the sensor's decisions are printed by the demo
     warnings.filterwarnings("ignore", module="mlflow")
 
 

@@ -138,7 +138,7 @@ def test_predictions_score_every_transaction_with_the_champion_and_drift_is_repo
             .stat().st_size > 0
 
 
-def test_drift_sensor_requests_one_run_per_drift_event(world):
+def test_drift_sensor_defers_until_labels_are_final_then_requests_one_run_per_episode(world):
     from dagster import Config, DagsterInstance, MaterializeResult, asset, materialize
 
     from mlfs_dagster.builders.common import partitions
@@ -146,38 +146,51 @@ def test_drift_sensor_requests_one_run_per_drift_event(world):
 
     class Report(Config):
         drift_share: float
+        model_version: str = "1"
 
     @asset(key=key("fraud_model_feature_drift"), partitions_def=partitions(SYSTEM))
     def drift_report_with_known_share(config: Report):
-        return MaterializeResult(metadata={"drift_share": config.drift_share})
+        return MaterializeResult(metadata={"drift_share": config.drift_share, "model_version": config.model_version})
+
+    @asset(key=key("raw_fraud_reports"), partitions_def=partitions(SYSTEM))
+    def delivered_reports():
+        return MaterializeResult(metadata={"delivery": "published"})
 
     instance = DagsterInstance.ephemeral()
     sensor = world.defs.resolve_sensor_def(sensor_name(SYSTEM, FRAUD_MODEL))
 
-    def report(partition, share):
-        run_config = {"ops": {"card_fraud__fraud_model_feature_drift": {"config": {"drift_share": share}}}}
+    def report(partition, share, version="1"):
+        config = {"drift_share": share, "model_version": version}
         materialize([drift_report_with_known_share], partition_key=partition, instance=instance,
-                    run_config=run_config)
+                    run_config={"ops": {"card_fraud__fraud_model_feature_drift": {"config": config}}})
 
-    def tick(cursor):
-        with build_sensor_context(instance=instance, definitions=world.defs, cursor=cursor) as context:
+    def labels_delivered_until(partition):
+        materialize([delivered_reports], partition_key=partition, instance=instance)
+
+    def tick():
+        with build_sensor_context(instance=instance, definitions=world.defs) as context:
             return sensor(context)
 
     report("2026-01-10", 0.1)
     report("2026-01-11", 0.8)
+    assert not tick().run_requests  # one drifted day is not sustained drift
     report("2026-01-12", 0.9)
-    first = tick(None)
-    assert len(first.run_requests) == 1
-    assert "2026-01-11,2026-01-12" in first.run_requests[0].tags["mlfs/drifted_partitions"]
-    assert "2026-01-10" not in first.run_requests[0].tags["mlfs/drifted_partitions"]
-
-    assert not tick(first.cursor).run_requests  # the same events request nothing again
-    report("2026-01-13", 0.2)
-    calm = tick(first.cursor)
-    assert not calm.run_requests
-    report("2026-01-14", 0.7)
-    second = tick(calm.cursor)
-    assert len(second.run_requests) == 1 and second.run_requests[0].run_key != first.run_requests[0].run_key
+    deferred = tick()
+    assert not deferred.run_requests and "deferred until labels up to 2026-01-18" in deferred.skip_reason.skip_message
+    labels_delivered_until("2026-02-15")  # labels of examples before 2026-01-18 are final from 2026-02-17 00:00
+    assert not tick().run_requests
+    labels_delivered_until("2026-02-16")  # reports received through 2026-02-16: known until 2026-02-17 00:00
+    first = tick()
+    assert [r.run_key for r in first.run_requests] == ["fraud_model-retrain-v1-from-2026-01-11T0000"]
+    assert "labels are final up to 2026-01-18" in first.run_requests[0].tags["mlfs/decision"]
+    report("2026-01-12", 0.95)  # the same report re-materialized: the same episode, the same key
+    report("2026-01-13", 0.9)
+    assert [r.run_key for r in tick().run_requests] == [first.run_requests[0].run_key]
+    report("2026-01-14", 0.9, version="2")  # drift goes on under a retrained model: a new episode
+    report("2026-01-15", 0.9, version="2")
+    assert [r.run_key for r in tick().run_requests] == [first.run_requests[0].run_key]  # v2's waits for labels
+    labels_delivered_until("2026-02-19")
+    assert "fraud_model-retrain-v2-from-2026-01-14T0000" in [r.run_key for r in tick().run_requests]
 
 
 def test_column_descriptions_and_pii_tags_flow_into_training_set_and_predictions_schemas(world):

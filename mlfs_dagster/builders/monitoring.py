@@ -29,13 +29,17 @@ from mlfs_dagster.builders.common import (
     period_ranges,
 )
 from mlfs_dagster.core.offline_store import OfflineStore
+from mlfs_dagster.builders.training import labels_known_until
 from mlfs_dagster.core.registry import ModelRegistry
+from mlfs_dagster.core.retraining import PartitionDrift, decide, drift_episodes
 from mlfs_dagster.core.specs import ModelSpec, System
 from mlfs_dagster.core.training import SPLIT
 from mlfs_dagster.resources import ModelRegistryResource, OfflineStoreResource, ReportStoreResource
 
 RETRAIN_TRIGGER_TAG = "mlfs/trigger"
 DRIFTED_PARTITIONS_TAG = "mlfs/drifted_partitions"
+EPISODE_TAG = "mlfs/drift_episode"
+REASON_TAG = "mlfs/decision"
 
 
 def drift_asset_name(model: ModelSpec) -> str:
@@ -118,43 +122,83 @@ def _reference(store: OfflineStore, registry: ModelRegistry, model: ModelSpec, v
 
 
 def retraining_sensor(system: System, model: ModelSpec, targets: list[AssetsDefinition]) -> SensorDefinition:
-    """One retraining run per batch of new drifted partitions; the cursor and run key make each count once."""
+    """Turns sustained drift into retraining once per episode, when final labels can teach the model something.
+
+    Every tick re-reads the latest report of each partition and decides each episode again: deferred episodes
+    are requested once their labels are final, and an episode already requested keeps its run key, so the
+    daemon never repeats it (after a restart, or when reports are re-materialized).
+    """
     watched = asset_key(system, drift_asset_name(model))
+    view = model.feature_view
 
     @sensor(
         name=sensor_name(system, model),
         description=(
-            f"Reads new {drift_asset_name(model)} materializations; when a partition's drift share reaches "
-            f"{model.drift_share_to_retrain} it requests one retraining run (training set, model, champion) for "
-            "those drift events. The cursor and run key make each event count once."
+            f"Retrains `{model.registered_name}` (training set, model, champion) when {model.drifted_partitions_to_retrain} "
+            f"consecutive partitions of {drift_asset_name(model)} reach a drift share of {model.drift_share_to_retrain}, "
+            f"once {model.new_labelled_partitions_to_retrain} partitions from the drift onset have final labels "
+            f"({view.label.maturity} after each example). Drift on partitions with quarantined rows is an alert, not "
+            "a retrain. One run per episode (model version and onset), whatever the reruns."
         ),
         target=targets,
         default_status=DefaultSensorStatus.RUNNING,
         minimum_interval_seconds=60,
     )
     def drift_retraining(context: SensorEvaluationContext):
-        after = int(context.cursor) if context.cursor else None
-        records = context.instance.fetch_materializations(
-            AssetRecordsFilter(asset_key=watched, after_storage_id=after), limit=10_000, ascending=True,
-        ).records
-        if not records:
-            return SensorResult(skip_reason="no new drift reports", cursor=context.cursor)
-        threshold = model.drift_share_to_retrain
-        drifted = [r for r in records if _drift_share(r) >= threshold]
-        cursor = str(records[-1].storage_id)
-        if not drifted:
-            return SensorResult(skip_reason=f"{len(records)} new drift reports, none at drift share >= {threshold}",
-                                cursor=cursor)
-        request = RunRequest(
-            run_key=f"feature-drift-{drifted[-1].storage_id}",
-            tags={RETRAIN_TRIGGER_TAG: "feature_drift",
-                  DRIFTED_PARTITIONS_TAG: ",".join(sorted({r.partition_key for r in drifted}))[:1000]},
-        )
-        return SensorResult(run_requests=[request], cursor=cursor)
+        episodes = drift_episodes(_latest_reports(context.instance, system, watched), system.step,
+                                  model.drift_share_to_retrain, model.drifted_partitions_to_retrain)
+        if not episodes:
+            return SensorResult(skip_reason="no sustained drift")
+        known = labels_known_until(context.instance, system, view)
+        decisions = [decide(e, known, view.label.maturity, system.step, model.new_labelled_partitions_to_retrain,
+                            _quarantine_shares(context.instance, system, view.spine, e.partitions)) for e in episodes]
+        for decision in decisions:
+            context.log.info(decision.reason)
+        requests = [_retraining_request(model, d) for d in decisions if d.action == "retrain"]
+        if requests:
+            return SensorResult(run_requests=requests)
+        return SensorResult(skip_reason="; ".join(d.reason for d in decisions))
 
     return drift_retraining
 
 
-def _drift_share(record) -> float:
-    share = record.asset_materialization.metadata.get("drift_share")
-    return share.value if share is not None else 0.0
+def retraining_run_key(model: ModelSpec, episode) -> str:
+    return f"{model.name}-retrain-{episode.key}"
+
+
+def _retraining_request(model: ModelSpec, decision) -> RunRequest:
+    episode = decision.episode
+    return RunRequest(
+        run_key=retraining_run_key(model, episode),
+        tags={RETRAIN_TRIGGER_TAG: "feature_drift", EPISODE_TAG: episode.key, REASON_TAG: decision.reason[:1000],
+              DRIFTED_PARTITIONS_TAG: ",".join(f"{p:%Y-%m-%dT%H:%M}" for p in episode.partitions)[:1000]},
+    )
+
+
+def _latest_reports(instance, system: System, key) -> list[PartitionDrift]:
+    """Each partition's latest drift report (a re-materialized report replaces the older one)."""
+    records = instance.fetch_materializations(AssetRecordsFilter(asset_key=key), limit=10_000).records
+    latest = {}
+    for record in records:  # newest first
+        if record.partition_key not in latest:
+            metadata = record.asset_materialization.metadata
+            latest[record.partition_key] = PartitionDrift(
+                partitions(system).time_window_for_partition_key(record.partition_key).start,
+                metadata["drift_share"].value if "drift_share" in metadata else 0.0,
+                str(metadata["model_version"].value) if "model_version" in metadata else "unknown",
+            )
+    return list(latest.values())
+
+
+def _quarantine_shares(instance, system: System, source, starts) -> dict:
+    """Share of the spine source's rows quarantined in each partition: a data-quality incident if high."""
+    key = asset_key(system, source.asset_name)
+    shares = {}
+    for start in starts:
+        records = instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=key, asset_partitions=[partition_key(system, start)]), limit=1).records
+        metadata = records[0].asset_materialization.metadata if records else {}
+        quarantined = metadata["quarantined_rows"].value if "quarantined_rows" in metadata else 0
+        rows = metadata["dagster/row_count"].value if "dagster/row_count" in metadata else 0
+        shares[start] = quarantined / (quarantined + rows) if quarantined else 0.0
+    return shares

@@ -99,11 +99,20 @@ def _as_of(context: AssetExecutionContext, system: System, view: FeatureViewSpec
     if config.as_of:
         as_of = dt.datetime.fromisoformat(config.as_of)
         return as_of if as_of.tzinfo else as_of.replace(tzinfo=dt.UTC)
+    as_of = labels_known_until(context.instance, system, view)
+    if as_of is None:
+        raise ValueError(f"no partition of {view.label_source.name} has been delivered: nothing is labelled")
+    return as_of
+
+
+def labels_known_until(instance, system: System, view: FeatureViewSpec) -> dt.datetime | None:
+    """The end of the latest label-source partition that held a delivery: labels received before it are
+    known, so examples older than it by the label's maturity have final labels."""
     source_key = asset_key(system, view.label_source.asset_name)
-    for partition in sorted(context.instance.get_materialized_partitions(source_key), reverse=True):
-        if _delivered(context.instance, source_key, partition):
+    for partition in sorted(instance.get_materialized_partitions(source_key), reverse=True):
+        if _delivered(instance, source_key, partition):
             return partitions(system).time_window_for_partition_key(partition).end
-    raise ValueError(f"no partition of {source_key.to_user_string()} has been delivered: nothing is labelled")
+    return None
 
 
 def _delivered(instance, key: AssetKey, partition: str) -> bool:

@@ -351,7 +351,10 @@ class ModelSpec:
 
     `pipeline(seed)` returns an unfitted scikit-learn compatible pipeline with its model-dependent
     transformations (imputing, encoding) inside, so training and serving run the same code.
-    `alert_threshold` (binary models): scores at or above it are alerts.
+    `alert_threshold` (binary models): scores at or above it are alerts. Retraining follows sustained drift
+    (`drifted_partitions_to_retrain` consecutive partitions with a drift share of `drift_share_to_retrain`
+    or more), and waits until `new_labelled_partitions_to_retrain` partitions from the drift onset have final
+    labels: before that, a new model could not learn anything the champion did not.
     """
 
     name: str
@@ -364,6 +367,8 @@ class ModelSpec:
     alert_threshold: float = 0.5
     seed: int = 7
     drift_share_to_retrain: float = 0.5
+    drifted_partitions_to_retrain: int = 2  # sustained drift: this many consecutive drifted partitions
+    new_labelled_partitions_to_retrain: int = 7  # final labels from the drift onset a retrain needs to learn from
     system: str = ""
 
     @property

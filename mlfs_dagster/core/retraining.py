@@ -1,0 +1,86 @@
+"""When drift should retrain a model: sustained drift episodes and the decision for each, with its reason.
+
+An episode is a run of consecutive drifted partitions served by one model version; it is keyed by what it is
+(the model version and the first drifted partition), so handling the same reports again, after a daemon
+restart or a re-run of the reports, decides the same thing and requests nothing new. An episode retrains only
+when the data can teach a new model something: enough partitions from the drift onset must have final labels
+(labels mature after the label's delay). Drift that coincides with a data-quality incident (rows quarantined
+from the same partitions) is an alert, not a reason to retrain on broken data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Literal
+
+QUARANTINE_SHARE_INCIDENT = 0.01
+
+
+@dataclass(frozen=True)
+class PartitionDrift:
+    start: dt.datetime
+    drift_share: float
+    model_version: str
+
+
+@dataclass(frozen=True)
+class Episode:
+    model_version: str
+    partitions: tuple[dt.datetime, ...]  # the consecutive drifted partitions, first is the onset
+
+    @property
+    def onset(self) -> dt.datetime:
+        return self.partitions[0]
+
+    @property
+    def key(self) -> str:
+        return f"v{self.model_version}-from-{self.onset:%Y-%m-%dT%H%M}"
+
+
+@dataclass(frozen=True)
+class Decision:
+    episode: Episode
+    action: Literal["retrain", "defer", "alert"]
+    reason: str
+
+
+def drift_episodes(reports: list[PartitionDrift], step: dt.timedelta, threshold: float,
+                   sustained: int) -> list[Episode]:
+    """Runs of at least `sustained` consecutive partitions at or above `threshold`, per serving version.
+
+    A gap (a partition without a report) or a change of serving model ends a run.
+    """
+    runs, run = [], []
+    for report in sorted(reports, key=lambda r: r.start):
+        drifted = report.drift_share >= threshold
+        follows = bool(run) and report.start - run[-1].start == step and report.model_version == run[-1].model_version
+        if drifted and follows:
+            run.append(report)
+        else:
+            runs.append(run)
+            run = [report] if drifted else []
+    runs.append(run)
+    return [Episode(r[0].model_version, tuple(p.start for p in r)) for r in runs if len(r) >= sustained]
+
+
+def decide(episode: Episode, labels_known_until: dt.datetime | None, maturity: dt.timedelta, step: dt.timedelta,
+           new_labelled_partitions: int, quarantine_shares: dict[dt.datetime, float]) -> Decision:
+    """Retrain, defer until labels from the onset are final, or alert on a data-quality incident."""
+    incidents = {p: share for p, share in quarantine_shares.items()
+                 if p in episode.partitions and share > QUARANTINE_SHARE_INCIDENT}
+    if incidents:
+        worst = max(incidents, key=incidents.get)
+        return Decision(episode, "alert", f"drift from {episode.onset:%Y-%m-%d %H:%M} coincides with a data-quality "
+                        f"incident ({incidents[worst]:.1%} of rows quarantined on {worst:%Y-%m-%d %H:%M}): "
+                        "alerting, not retraining on broken data")
+    needed = episode.onset + new_labelled_partitions * step  # examples before this must have final labels
+    final_until = labels_known_until - maturity if labels_known_until else None
+    if final_until is None or final_until < needed:
+        return Decision(episode, "defer", f"drift detected from {episode.onset:%Y-%m-%d %H:%M} on model "
+                        f"v{episode.model_version}; retraining deferred until labels up to {needed:%Y-%m-%d %H:%M} "
+                        f"are final ({needed + maturity:%Y-%m-%d %H:%M} at the earliest): a model trained now "
+                        "would learn nothing the champion did not")
+    return Decision(episode, "retrain", f"drift from {episode.onset:%Y-%m-%d %H:%M} on model v{episode.model_version} "
+                    f"for {len(episode.partitions)} partitions, and labels are final up to "
+                    f"{final_until:%Y-%m-%d %H:%M}: retraining")
