@@ -67,6 +67,15 @@ def groups(*layers: str):
     return AssetSelection.groups(*(group_name(SYSTEM, layer) for layer in layers))
 
 
+def performance():
+    from dagster import AssetSelection
+
+    from mlfs_dagster.builders.common import asset_key
+    from mlfs_dagster.builders.performance import performance_asset_name
+
+    return AssetSelection.assets(asset_key(SYSTEM, performance_asset_name(FRAUD_MODEL)))
+
+
 def run_demo(config: DemoConfig) -> dict:
     from dagster import DagsterInstance, build_sensor_context
 
@@ -80,7 +89,7 @@ def run_demo(config: DemoConfig) -> dict:
     instance = DagsterInstance.get()
     first = SYSTEM.start
     last = first + dt.timedelta(days=config.days - 1)
-    stage = Stage(total=6)
+    stage = Stage(total=7)
     sensor = defs.resolve_sensor_def(sensor_name(SYSTEM, FRAUD_MODEL))
 
     with stage(f"Simulating {config.days} days of card traffic from {first} into {settings.landing}"):
@@ -90,8 +99,11 @@ def run_demo(config: DemoConfig) -> dict:
         _materialize(defs, instance, groups("raw", "features"), (first, last))
     with stage("Building the training set, training, gating and promoting the model"):
         _materialize(defs, instance, groups("training", "models"))
+    matured = last - FRAUD_MODEL.feature_view.label.maturity
     with stage(f"Scoring and monitoring drift for {first}..{last} in one run"):
-        _materialize(defs, instance, groups("inference", "monitoring"), (first, last))
+        _materialize(defs, instance, groups("inference", "monitoring") - performance(), (first, last))
+    with stage(f"Realised performance for {first}..{matured}, the days whose labels are final"):
+        _materialize(defs, instance, performance(), (first, matured))
     with stage("Evaluating the drift sensor and launching what it requests"):
         with build_sensor_context(instance=instance, definitions=defs) as context:
             result = sensor(context)
@@ -196,6 +208,11 @@ def _print_summary(summary: dict, status: dict) -> None:
         for version in model["versions"][-3:]:
             metrics = {k: round(v, 3) for k, v in version.get("metrics", {}).items() if k in ("pr_auc", "roc_auc")}
             print(f"  v{version['version']}  {metrics}  aliases {version['aliases']}")
+    realised = status["performance"].get(FRAUD_MODEL.registered_name, {})
+    print("realised performance: " + (", ".join(
+        f"{metric} {figures['realised']:.3f} (validation {figures['validation']:.3f}, {figures['days']} days)"
+        for metric, figures in realised.items() if metric in ("pr_auc", "roc_auc") and figures["validation"])
+        or "no day after the model's training data has final labels yet"))
     print(f"drift injected from {summary['drift_injected_from']}; flagged on {summary['drift_flagged_on']}")
     print(f"  detection delay {summary['detection_delay_days']} days; "
           f"false alarms before injection: {summary['false_alarms_before_injection'] or 'none'}")

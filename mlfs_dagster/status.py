@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from mlfs_dagster.builders.monitoring import RETRAIN_TRIGGER_TAG
+from mlfs_dagster.core.engine import query
 from mlfs_dagster.core.offline_store import OfflineStore
 from mlfs_dagster.core.registry import ModelRegistry
 from mlfs_dagster.core.specs import System
@@ -24,6 +25,8 @@ def collect_status(settings: Settings, systems: Sequence[System], instance=None)
             {"name": m.name, "aliases": m.aliases, "versions": m.versions} for m in registry.models()
         ],
         "drift": {m.registered_name: _latest_drift(store, m.drift_table) for s in systems for m in s.models},
+        "performance": {m.registered_name: _realised(store, f"{m.system}.{m.name}_performance")
+                        for s in systems for m in s.models},
         "sensor_requests": _sensor_requests(instance),
     }
 
@@ -42,6 +45,15 @@ def _latest_drift(store: OfflineStore, table: str) -> dict[str, dict]:
         if row["drifted"]:
             period["drifted_columns"].append(row["column"])
     return dict(sorted(periods.items()))
+
+
+def _realised(store: OfflineStore, table: str) -> dict:
+    """Per metric: days scored, mean realised value and mean validation value of the serving versions."""
+    if not store.exists(table):
+        return {}
+    summary = query("SELECT metric, count(*) AS days, avg(realised) AS realised, avg(validation) AS validation "
+                    "FROM t GROUP BY metric ORDER BY metric", {"t": store.read(table)})
+    return {row.pop("metric"): row for row in summary.to_pylist()}
 
 
 def _sensor_requests(instance) -> list[dict]:

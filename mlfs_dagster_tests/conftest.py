@@ -39,7 +39,7 @@ class World:
         return self.materialize_with(self.defs, selection, days, resources, tags)
 
     def materialize_with(self, defs, selection, days: tuple[dt.date, dt.date] | None = None, resources=None,
-                         tags=None):
+                         tags=None, run_config=None):
         """One in-process run of `selection` among `defs` (another system's, or a changed declaration)."""
         from dagster import materialize
 
@@ -51,7 +51,7 @@ class World:
             resources={**self.defs.resources, **(resources or {})},
             instance=self.instance,
             tags={**(range_tags(*(d.isoformat() for d in days)) if days else {}), **(tags or {})},
-            run_config=QUIET,
+            run_config={**QUIET, **(run_config or {})},
             raise_on_error=False,
         )
 

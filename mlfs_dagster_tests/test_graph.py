@@ -5,6 +5,7 @@ import datetime as dt
 import pyarrow.compute as pc
 from dagster import AssetKey, AssetSelection, build_sensor_context
 
+from card_fraud.demo import performance
 from card_fraud.system import FRAUD_MODEL, FRAUD_VIEW, SYSTEM
 from mlfs_dagster_tests.conftest import DAYS, day, groups
 
@@ -119,7 +120,7 @@ def test_predictions_score_every_transaction_with_the_champion_and_drift_is_repo
     from mlfs_dagster.core.offline_store import TimeRange
     from mlfs_dagster.core.registry import ModelRegistry
 
-    result = world.materialize(groups("inference", "monitoring"), (day(DAYS - 1), day(DAYS)))
+    result = world.materialize(groups("inference", "monitoring") - performance(), (day(DAYS - 1), day(DAYS)))
     assert result.success
     store, days = world.store(), TimeRange.of_days(day(DAYS - 1), day(DAYS))
     predictions = store.read_range(FRAUD_MODEL.predictions_table, "event_time", days)
@@ -202,3 +203,19 @@ def test_column_descriptions_and_pii_tags_flow_into_training_set_and_predictions
         assert columns["txn_count_1h"].description == "Card's transactions in the hour before."
         assert "pii" in columns["card_id"].tags
         assert columns["amount"].description.startswith("Amount charged")
+
+
+def test_realised_performance_never_scores_days_the_model_learnt_from_and_refuses_immature_ones(world):
+    matured = (day(10), day(11))  # reports arrived through day 45: labels are final for days before day 16
+    assert world.materialize(AssetSelection.assets(key("fraud_model_predictions")), matured).success
+    result = world.materialize(performance(), matured)
+    assert result.success
+    events = [e for e in result.get_asset_materialization_events() if e.asset_key == key("fraud_model_performance")]
+    assert sorted(e.partition for e in events) == [d.isoformat() for d in matured]
+    for event in events:  # the champion was trained on days 8 to 15: these days would measure memory
+        metadata = event.materialization.metadata
+        assert metadata["out_of_sample"].value is False and "roc_auc" not in metadata
+    immature = world.materialize(performance(), (day(20), day(20)))
+    assert not immature.success
+    failure = immature.get_step_failure_events()[0].step_failure_data.error.message
+    assert "final only once fraud_reports has been delivered up to 2026-02-20" in failure

@@ -14,6 +14,7 @@ from mlfs_dagster.builders.features import feature_group_asset
 from mlfs_dagster.builders.inference import predictions_asset
 from mlfs_dagster.builders.models import model_assets
 from mlfs_dagster.builders.monitoring import drift_report_asset, retraining_sensor
+from mlfs_dagster.builders.performance import performance_asset
 from mlfs_dagster.builders.raw import source_asset
 from mlfs_dagster.builders.training import training_set_asset
 from mlfs_dagster.core.specs import System
@@ -32,7 +33,8 @@ def system_definitions(system: System) -> Definitions:
     sensors = []
     for model in system.models:
         candidate, champion = model_assets(system, model)
-        assets += [candidate, champion, predictions_asset(system, model), drift_report_asset(system, model)]
+        assets += [candidate, champion, predictions_asset(system, model), drift_report_asset(system, model),
+                   performance_asset(system, model)]
         sensors.append(retraining_sensor(system, model, [training_sets[model.feature_view.name], candidate, champion]))
     return Definitions(assets=assets, sensors=sensors)
 

@@ -26,6 +26,7 @@ from mlfs_dagster.resources import ModelRegistryResource, OfflineStoreResource
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 FEATURES_TAG = "features"  # on each version: the columns it was trained on, to score it fairly later
+EXAMPLES_UNTIL_TAG = "examples_until"  # its newest training-set example: later days are out of sample
 GATES = "gates"
 
 
@@ -90,6 +91,7 @@ def _candidate_asset(system: System, model: ModelSpec) -> AssetsDefinition:
             tags={"training_set": view.table, "training_set_snapshot": str(snapshot_id),
                   "training_set_version": version, "seed": str(seed), "gates_passed": str(not failures).lower(),
                   "gate_failures": "; ".join(failures)[:4000], FEATURES_TAG: ",".join(model.features),
+                  EXAMPLES_UNTIL_TAG: frame[view.spine_time].max().isoformat(),
                   "champion_at_training": champion.version if champion else "none"},
             input_example=_input_example(frame, model),
             datasets=[{"table": view.table, "snapshot_id": str(snapshot_id), "rows": len(frame), "role": "training"}],

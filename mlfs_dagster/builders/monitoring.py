@@ -152,8 +152,6 @@ def retraining_sensor(system: System, model: ModelSpec, targets: list[AssetsDefi
         known = labels_known_until(context.instance, system, view)
         decisions = [decide(e, known, view.label.maturity, system.step, model.new_labelled_partitions_to_retrain,
                             _quarantine_shares(context.instance, system, view.spine, e.partitions)) for e in episodes]
-        for decision in decisions:
-            context.log.info(decision.reason)
         requests = [_retraining_request(model, d) for d in decisions if d.action == "retrain"]
         if requests:
             return SensorResult(run_requests=requests)

@@ -57,7 +57,7 @@ def build_training_set(
     label_on_spine = () if view.label.source is not None else (view.label.column,)
     spine = feature_view.read_spine(view, store, TimeRange(first_time, cutoff), snapshots[view.spine.table],
                                     extra=label_on_spine)
-    labelled = _labelled(view, store, spine, as_of, snapshots)
+    labelled = with_labels(view, store, spine, as_of, snapshots)
     # A fixed row order: learners' own validation splits depend on it, so the same version and seed
     # must always see the rows the same way, however the raw files happen to be laid out.
     ordered = feature_view.vectors(view, store, labelled, snapshots).sort_by(
@@ -68,15 +68,18 @@ def build_training_set(
     return TrainingSet(data, as_of, first_time, cutoff, snapshots)
 
 
-def _labelled(view: FeatureViewSpec, store: OfflineStore, spine: pa.Table, as_of: dt.datetime,
-              snapshots: Mapping[str, int | None]) -> pa.Table:
+def with_labels(view: FeatureViewSpec, store: OfflineStore, spine: pa.Table, as_of: dt.datetime,
+                snapshots: Mapping[str, int | None] | None = None) -> pa.Table:
+    """The spine rows with their label as known at `as_of` (a label source read up to it; by default its
+    current snapshot). A label on the spine itself is already there."""
+    snapshots = snapshots or {}
     label = view.label
     if label.source is None:
         return spine
     source = label.source
     # Every column: the label's value may aggregate any of them (a refund amount, a group's feature).
     received = store.read(source.table, None, TimeRange(dt.datetime.min.replace(tzinfo=dt.UTC), as_of)
-                          .filter(source.time_column), snapshots[source.table]) \
+                          .filter(source.time_column), snapshots.get(source.table)) \
         if store.exists(source.table) else source.schema.empty_table()
     on = ", ".join(f'"{k}"' for k in label.on)
     return query(
@@ -108,21 +111,36 @@ def time_split(times: pa.ChunkedArray, validation_fraction: float, gap: dt.timed
 
 def evaluate(model, frame: pd.DataFrame, features: list[str], label: str, kind: str) -> dict[str, float]:
     """Binary: PR-AUC and ROC-AUC from probabilities (never hard 0/1 predictions); regression: MAE, RMSE, R2."""
+    if kind == "regression":
+        return metrics_of(frame[label].to_numpy(), model.predict(frame[features]), kind)
+    truth = frame[label].to_numpy().astype(int)
+    if truth.min() == truth.max():
+        raise ValueError(f"cannot evaluate on {len(truth)} rows with a single class in '{label}'")
+    return metrics_of(truth, model.predict_proba(frame[features])[:, 1], kind)
+
+
+def metrics_of(truth, predicted, kind: str, alert_threshold: float | None = None) -> dict[str, float]:
+    """The metrics of a label kind from the truth and the model's output (probabilities for binary models).
+
+    With an `alert_threshold`, binary metrics add recall and precision of the alerts it raises. Ranking
+    metrics need both classes: with one class only, they are left out.
+    """
     from sklearn import metrics
 
-    truth = frame[label].to_numpy()
     if kind == "regression":
-        predicted = model.predict(frame[features])
         return {"mae": float(metrics.mean_absolute_error(truth, predicted)),
                 "rmse": float(metrics.root_mean_squared_error(truth, predicted)),
                 "r2": float(metrics.r2_score(truth, predicted)), "rows": float(len(truth))}
     truth = truth.astype(int)
-    if truth.min() == truth.max():
-        raise ValueError(f"cannot evaluate on {len(truth)} rows with a single class in '{label}'")
-    scores = model.predict_proba(frame[features])[:, 1]
-    return {"pr_auc": float(metrics.average_precision_score(truth, scores)),
-            "roc_auc": float(metrics.roc_auc_score(truth, scores)),
-            "positive_rate": float(truth.mean()), "rows": float(len(truth))}
+    result = {"positive_rate": float(truth.mean()), "rows": float(len(truth))}
+    if truth.min() != truth.max():
+        result |= {"pr_auc": float(metrics.average_precision_score(truth, predicted)),
+                   "roc_auc": float(metrics.roc_auc_score(truth, predicted))}
+    if alert_threshold is not None:
+        alerts = predicted >= alert_threshold
+        result |= {"recall_at_threshold": float(metrics.recall_score(truth, alerts, zero_division=0)),
+                   "precision_at_threshold": float(metrics.precision_score(truth, alerts, zero_division=0))}
+    return result
 
 
 def fit_and_evaluate(model_spec: ModelSpec, frame: pd.DataFrame, seed: int | None = None):

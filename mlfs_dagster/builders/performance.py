@@ -1,0 +1,135 @@
+"""Realised-performance assets: each partition's predictions scored against their labels once those are final."""
+
+import datetime as dt
+import math
+from collections import Counter
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from dagster import (
+    AssetDep,
+    AssetExecutionContext,
+    AssetsDefinition,
+    BackfillPolicy,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    TimeWindowPartitionMapping,
+    asset,
+)
+
+from mlfs_dagster.builders.common import (
+    asset_key,
+    group_name,
+    partition_key,
+    partition_range,
+    partitions,
+    period_ranges,
+)
+from mlfs_dagster.builders.inference import MODEL_VERSION, prediction_column
+from mlfs_dagster.builders.models import EXAMPLES_UNTIL_TAG
+from mlfs_dagster.builders.training import labels_known_until
+from mlfs_dagster.core import feature_view
+from mlfs_dagster.core.engine import query
+from mlfs_dagster.core.specs import ModelSpec, System
+from mlfs_dagster.core.training import metrics_of, with_labels
+from mlfs_dagster.resources import ModelRegistryResource, OfflineStoreResource
+
+
+def performance_asset_name(model: ModelSpec) -> str:
+    return f"{model.name}_performance"
+
+
+def performance_asset(system: System, model: ModelSpec) -> AssetsDefinition:
+    view, name = model.feature_view, model.registered_name
+    label = view.label
+    matured = TimeWindowPartitionMapping(start_offset=0, end_offset=math.ceil(label.maturity / system.step),
+                                         allow_nonexistent_upstream_partitions=True)
+    table = f"{model.system}.{performance_asset_name(model)}"
+
+    @asset(
+        key=asset_key(system, performance_asset_name(model)),
+        group_name=group_name(system, "monitoring"),
+        description=(
+            f"Per partition, `{name}`'s predictions scored against their labels once those are final ({label.maturity} "
+            "after the examples), beside the validation metrics of the model version that served them: the "
+            "performance the model really had. Days inside the serving version's training set are marked, not "
+            f"scored. Per-metric rows go to `{table}`."
+        ),
+        partitions_def=partitions(system),
+        backfill_policy=BackfillPolicy.single_run(),
+        deps=[AssetDep(asset_key(system, f"{model.name}_predictions")),
+              AssetDep(asset_key(system, view.label_source.asset_name), partition_mapping=matured)],
+        kinds={"scikit-learn", "iceberg"},
+        owners=[model.owner],
+        metadata={"dagster/table_name": table},
+    )
+    def performance(context: AssetExecutionContext, offline_store: OfflineStoreResource,
+                    model_registry: ModelRegistryResource):
+        store, registry, time_range = offline_store.open(), model_registry.open(), partition_range(context)
+        known = labels_known_until(context.instance, system, view)
+        if known is None or known - label.maturity < time_range.end:
+            final_on = time_range.end + label.maturity
+            raise Failure(f"labels of the examples up to {time_range.end:%Y-%m-%d %H:%M} are final only once "
+                          f"{view.label_source.name} has been delivered up to {final_on:%Y-%m-%d %H:%M}: "
+                          "materialize these partitions then")
+        scored = _scored_examples(store, view, model, time_range, known)
+        rows = []
+        for period in period_ranges(time_range, system.step):
+            day = scored.filter(pc.and_(pc.greater_equal(scored[view.spine_time], period.start),
+                                        pc.less(scored[view.spine_time], period.end)))
+            if day.num_rows == 0:
+                continue
+            version = Counter(day[MODEL_VERSION].to_pylist()).most_common(1)[0][0]
+            served = registry.get_version(name, version)
+            key = partition_key(system, period.start)
+            seen_until = served.tags.get(EXAMPLES_UNTIL_TAG)
+            if seen_until and period.start <= dt.datetime.fromisoformat(seen_until):
+                context.add_asset_metadata({"model_version": version, "out_of_sample": False, "note": (
+                    f"v{version} was trained and validated on examples up to {seen_until}: scoring these days "
+                    "would measure memory, not performance")}, partition_key=key)
+                continue
+            realised = metrics_of(day[label.column].to_numpy(zero_copy_only=False),
+                                  day[prediction_column(model)].to_numpy(zero_copy_only=False), label.kind,
+                                  model.alert_threshold if label.kind == "binary" else None)
+            validation = served.metrics
+            context.add_asset_metadata({**_figures(realised, validation, version), "out_of_sample": True},
+                                       partition_key=key)
+            rows += [{"day": period.start, "model_version": version, "metric": metric, "realised": value,
+                      "validation": validation.get(metric)} for metric, value in realised.items()]
+        snapshot_id = store.replace_range(table, pa.Table.from_pylist(rows, schema=_SCHEMA), "day", time_range)
+        return MaterializeResult(metadata={"iceberg/snapshot_id": str(snapshot_id)})
+
+    return performance
+
+
+_SCHEMA = pa.schema([("day", pa.timestamp("us", tz="UTC")), ("model_version", pa.string()),
+                     ("metric", pa.string()), ("realised", pa.float64()), ("validation", pa.float64())])
+
+
+def _scored_examples(store, view, model: ModelSpec, time_range, known) -> pa.Table:
+    """The predictions of the range, each with its final label."""
+    label = view.label
+    on_spine = () if label.source is not None else (label.column,)
+    examples = with_labels(view, store, feature_view.read_spine(view, store, time_range, extra=on_spine), known)
+    predictions = store.read_range(model.predictions_table, view.spine_time, time_range,
+                                   (*view.spine_keys, prediction_column(model), MODEL_VERSION))
+    keys = ", ".join(f'"{k}"' for k in view.spine_keys)
+    from_examples = ", ".join(f'e."{c}"' for c in (label.column, view.spine_time) if c not in view.spine_keys)
+    return query(f"SELECT p.*, {from_examples} FROM predictions p JOIN examples e USING ({keys})",
+                 {"predictions": predictions, "examples": examples})
+
+
+def _figures(realised: dict, validation: dict, version: str) -> dict:
+    """Realised metrics, the serving version's validation metrics, and the gap: numbers the UI plots per day."""
+    figures = {"model_version": version, "dagster/row_count": int(realised["rows"])}
+    for metric, value in realised.items():
+        if metric == "rows":
+            continue
+        figures[metric] = MetadataValue.float(value)
+        if metric in validation:
+            figures[f"validation_{metric}"] = MetadataValue.float(validation[metric])
+            figures[f"{metric}_vs_validation"] = MetadataValue.float(value - validation[metric])
+    if "pr_auc" not in realised and "positive_rate" in realised:
+        figures["note"] = "one class only in this partition: no ranking metric"
+    return figures
