@@ -219,3 +219,36 @@ def test_realised_performance_never_scores_days_the_model_learnt_from_and_refuse
     assert not immature.success
     failure = immature.get_step_failure_events()[0].step_failure_data.error.message
     assert "final only once fraud_reports has been delivered up to 2026-02-20" in failure
+
+
+def test_each_new_day_is_ingested_on_schedule_and_followed_downstream_by_dagster_itself(world):
+    from dagster import DagsterInstance, evaluate_automation_conditions
+
+    instance = DagsterInstance.ephemeral()
+    before = evaluate_automation_conditions(world.defs, instance, evaluation_time=dt.datetime(2026, 3, 2, 0, 10,
+                                                                                              tzinfo=dt.UTC))
+    after = evaluate_automation_conditions(world.defs, instance, cursor=before.cursor,
+                                           evaluation_time=dt.datetime(2026, 3, 2, 0, 40, tzinfo=dt.UTC))
+    raw = [key(f"raw_{name}") for name in ("transactions", "card_profiles", "merchants", "fraud_reports")]
+    assert not before.total_requested
+    for asset in raw:  # yesterday, once the ingest time has passed
+        assert after.get_requested_partitions(asset) == {"2026-03-01"}
+    assert not after.get_requested_partitions(key("card_txn_windows"))  # features wait for their inputs
+
+
+def test_a_failed_run_is_reported_on_the_run_the_asset_and_the_log(world):
+    from dagster import build_run_status_sensor_context
+
+    from mlfs_dagster.builders.alerts import FAILURE_TAG, failure_sensor_name
+
+    failed = world.materialize(performance(), (day(30), day(30)))  # labels not final yet: the run fails
+    assert not failed.success
+    run = world.instance.get_run_by_id(failed.run_id)
+    sensor = world.defs.resolve_sensor_def(failure_sensor_name(SYSTEM))
+    context = build_run_status_sensor_context(sensor.name, failed.get_run_failure_event(), world.instance, run) \
+        .for_run_failure()
+    sensor(context)
+    cause = world.instance.get_run_by_id(failed.run_id).tags[FAILURE_TAG]
+    assert cause.startswith("card_fraud__fraud_model_performance: labels of the examples up to 2026-01-31")
+    observation = world.instance.fetch_observations(key("fraud_model_performance"), limit=1).records[0]
+    assert observation.asset_observation.metadata["failed_run"].value == failed.run_id

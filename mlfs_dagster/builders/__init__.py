@@ -10,6 +10,7 @@ import warnings
 
 from dagster import BetaWarning, Definitions, PreviewWarning
 
+from mlfs_dagster.builders.alerts import failure_sensor
 from mlfs_dagster.builders.features import feature_group_asset
 from mlfs_dagster.builders.inference import predictions_asset
 from mlfs_dagster.builders.models import model_assets
@@ -30,7 +31,7 @@ def system_definitions(system: System) -> Definitions:
     assets += [feature_group_asset(system, g) for g in system.feature_groups]
     training_sets = {v.name: training_set_asset(system, v) for v in system.feature_views}
     assets += training_sets.values()
-    sensors = []
+    sensors = [failure_sensor(system)]
     for model in system.models:
         candidate, champion = model_assets(system, model)
         assets += [candidate, champion, predictions_asset(system, model), drift_report_asset(system, model),

@@ -8,7 +8,9 @@ import pyarrow as pa
 from dagster import (
     AssetExecutionContext,
     AssetKey,
+    AutomationCondition,
     DailyPartitionsDefinition,
+    FreshnessPolicy,
     HourlyPartitionsDefinition,
     TableColumn,
     TableSchema,
@@ -83,3 +85,20 @@ def period_ranges(time_range: TimeRange, step: dt.timedelta) -> list[TimeRange]:
 def range_tags(first: str, last: str) -> dict[str, str]:
     """Run tags that make one run cover the partitions first..last (a single-run backfill)."""
     return {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+
+
+def ingest_on_schedule(system: System) -> dict:
+    """Raw assets: each new partition ingested once its period is over, at the system's ingest time."""
+    cron = system.ingest_cron or ("5 * * * *" if system.cadence == "hourly" else "30 0 * * *")
+    return {"automation_condition": AutomationCondition.on_cron(cron, "UTC"), **fresh_within(system, periods=2)}
+
+
+def follow_upstream(system: System) -> dict:
+    """Features, inference and monitoring: the latest partition is computed as soon as its inputs are."""
+    return {"automation_condition": AutomationCondition.eager(), **fresh_within(system, periods=2)}
+
+
+def fresh_within(system: System, periods: float) -> dict:
+    """A freshness policy the UI shows: late once the newest data is older than `periods` partitions."""
+    return {"freshness_policy": FreshnessPolicy.time_window(fail_window=system.step * periods,
+                                                            warn_window=system.step * (periods - 0.5))}

@@ -20,6 +20,7 @@ from dagster import (
 from mlfs_dagster.builders.common import (
     add_partition_metadata,
     asset_key,
+    follow_upstream,
     group_name,
     history_start,
     partition_range,
@@ -68,6 +69,7 @@ def feature_group_asset(system: System, spec: FeatureGroupSpec) -> AssetsDefinit
         metadata={**table_metadata(spec.table, spec.columns), "feature_group_version": spec.version,
                   "catalog": MetadataValue.md(group_markdown(system, spec))},
         check_specs=checks,
+        **follow_upstream(system),
     )
     def compute(context: AssetExecutionContext, offline_store: OfflineStoreResource):
         store, time_range = offline_store.open(), partition_range(context)

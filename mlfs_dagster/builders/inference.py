@@ -15,6 +15,7 @@ from dagster import (
 from mlfs_dagster.builders.common import (
     add_partition_metadata,
     asset_key,
+    follow_upstream,
     group_name,
     partition_range,
     partitions,
@@ -55,6 +56,7 @@ def predictions_asset(system: System, model: ModelSpec) -> AssetsDefinition:
         kinds={"iceberg", "mlflow"},
         owners=[model.owner],
         metadata={"dagster/table_name": model.predictions_table},
+        **follow_upstream(system),
     )
     def predictions(context: AssetExecutionContext, offline_store: OfflineStoreResource,
                     model_registry: ModelRegistryResource):

@@ -9,6 +9,7 @@ version is not a new candidate: nothing is trained or registered.
 import pandas as pd
 from dagster import (
     AssetCheckResult,
+    AutomationCondition,
     AssetCheckSpec,
     AssetExecutionContext,
     AssetsDefinition,
@@ -62,6 +63,7 @@ def _candidate_asset(system: System, model: ModelSpec) -> AssetsDefinition:
         owners=[model.owner],
         check_specs=[AssetCheckSpec(GATES, asset=key, blocking=True,
                                     description=f"The candidate passes every gate: {_gates_text(model)}.")],
+        automation_condition=AutomationCondition.eager(),  # trained when its training set has a new version
     )
     def candidate(context: AssetExecutionContext, config: ModelConfig, offline_store: OfflineStoreResource,
                   model_registry: ModelRegistryResource):
@@ -153,6 +155,7 @@ def _champion_asset(system: System, model: ModelSpec) -> AssetsDefinition:
         deps=[asset_key(system, model.name)],
         kinds={"mlflow"},
         owners=[model.owner],
+        automation_condition=AutomationCondition.eager() & AutomationCondition.all_deps_blocking_checks_passed(),
     )
     def promote(model_registry: ModelRegistryResource):
         registry = model_registry.open()

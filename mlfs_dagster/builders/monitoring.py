@@ -22,6 +22,7 @@ from dagster import (
 
 from mlfs_dagster.builders.common import (
     asset_key,
+    follow_upstream,
     group_name,
     partition_key,
     partition_range,
@@ -76,6 +77,7 @@ def drift_report_asset(system: System, model: ModelSpec) -> AssetsDefinition:
         kinds={"evidently", "iceberg"},
         owners=[model.owner],
         metadata={"dagster/table_name": model.drift_table},
+        **follow_upstream(system),
     )
     def drift_report(context: AssetExecutionContext, offline_store: OfflineStoreResource,
                      model_registry: ModelRegistryResource, report_store: ReportStoreResource):

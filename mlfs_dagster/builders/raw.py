@@ -13,8 +13,15 @@ from dagster import (
 )
 from pydantic import Field
 
-from mlfs_dagster.builders.common import add_partition_metadata, asset_key, group_name, partition_range, partitions, \
-    table_metadata
+from mlfs_dagster.builders.common import (
+    add_partition_metadata,
+    asset_key,
+    group_name,
+    ingest_on_schedule,
+    partition_range,
+    partitions,
+    table_metadata,
+)
 from mlfs_dagster.core import audit
 from mlfs_dagster.core.ingest import ingest
 from mlfs_dagster.core.specs import SourceSpec, System
@@ -55,6 +62,7 @@ def source_asset(system: System, spec: SourceSpec) -> AssetsDefinition:
         owners=[spec.owner],
         metadata=table_metadata(spec.table, spec.columns),
         check_specs=checks,
+        **ingest_on_schedule(system),
     )
     def ingest_source(context: AssetExecutionContext, config: IngestConfig, offline_store: OfflineStoreResource,
                       landing_zone: LandingZoneResource):

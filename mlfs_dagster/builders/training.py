@@ -4,6 +4,8 @@ import datetime as dt
 
 from dagster import (
     AssetCheckResult,
+    AutomationCondition,
+    FreshnessPolicy,
     AssetKey,
     AssetRecordsFilter,
     AssetCheckSpec,
@@ -57,6 +59,9 @@ def training_set_asset(system: System, view: FeatureViewSpec) -> AssetsDefinitio
         metadata={"dagster/table_name": view.table},
         check_specs=[AssetCheckSpec(NO_FUTURE_FEATURES, asset=key, blocking=True,
                                     description="No row is joined to a feature row newer than the row's own time.")],
+        # Its own policy: rebuilt on a schedule (and by the retraining sensor); unchanged data makes no version.
+        automation_condition=AutomationCondition.on_cron(system.rebuild_training_cron, "UTC"),
+        freshness_policy=FreshnessPolicy.time_window(fail_window=dt.timedelta(days=8)),
     )
     def training_set(context: AssetExecutionContext, config: TrainingSetConfig, offline_store: OfflineStoreResource):
         store = offline_store.open()

@@ -414,6 +414,9 @@ class System:
     models: tuple[ModelSpec, ...] = ()
     cadence: Literal["daily", "hourly"] = "daily"
     end: dt.date | None = None  # last partition's day; default: open-ended
+    # When each new partition's landing files are ingested (cron, UTC); downstream layers follow eagerly.
+    ingest_cron: str = ""  # default: 00:30 for daily systems, 5 past the hour for hourly ones
+    rebuild_training_cron: str = "0 2 * * 1"  # training sets (and so models) are rebuilt weekly
 
     def __post_init__(self):
         if not NAME.match(self.name):
