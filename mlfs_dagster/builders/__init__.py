@@ -8,7 +8,14 @@ configured from the environment.
 
 import warnings
 
-from dagster import BetaWarning, Definitions, PreviewWarning
+from dagster import (
+    AssetSelection,
+    AutomationConditionSensorDefinition,
+    BetaWarning,
+    DefaultSensorStatus,
+    Definitions,
+    PreviewWarning,
+)
 
 from mlfs_dagster.builders.alerts import failure_sensor
 from mlfs_dagster.builders.features import feature_group_asset
@@ -37,6 +44,13 @@ def system_definitions(system: System) -> Definitions:
         assets += [candidate, champion, predictions_asset(system, model), drift_report_asset(system, model),
                    performance_asset(system, model)]
         sensors.append(retraining_sensor(system, model, [training_sets[model.feature_view.name], candidate, champion]))
+    sensors.append(AutomationConditionSensorDefinition(
+        f"{system.name}__daily_automation",
+        target=AssetSelection.assets(*assets),
+        default_status=DefaultSensorStatus.RUNNING if system.automation_on else DefaultSensorStatus.STOPPED,
+        description=f"Takes each new partition of {system.name} through raw, features, inference and monitoring by "
+        "the assets' automation conditions, and rebuilds training sets on their schedule.",
+    ))
     return Definitions(assets=assets, sensors=sensors)
 
 

@@ -417,6 +417,7 @@ class System:
     # When each new partition's landing files are ingested (cron, UTC); downstream layers follow eagerly.
     ingest_cron: str = ""  # default: 00:30 for daily systems, 5 past the hour for hourly ones
     rebuild_training_cron: str = "0 2 * * 1"  # training sets (and so models) are rebuilt weekly
+    automation_on: bool = False  # whether daily automation starts running; else it waits for a switch in the UI
 
     def __post_init__(self):
         if not NAME.match(self.name):
