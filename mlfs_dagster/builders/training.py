@@ -4,6 +4,7 @@ import datetime as dt
 
 from dagster import (
     AssetCheckResult,
+    AssetCheckSeverity,
     AutomationCondition,
     FreshnessPolicy,
     AssetKey,
@@ -21,6 +22,7 @@ from pydantic import Field
 from mlfs_dagster.builders.common import asset_key, group_name, history_start, partitions, table_metadata
 from mlfs_dagster.builders.raw import DELIVERY, PUBLISHED
 from mlfs_dagster.core import audit
+from mlfs_dagster.core.dataset_checks import training_set_findings
 from mlfs_dagster.core.specs import Column, FeatureViewSpec, System
 from mlfs_dagster.core.training import SPLIT, build_training_set
 from mlfs_dagster.resources import OfflineStoreResource
@@ -58,7 +60,9 @@ def training_set_asset(system: System, view: FeatureViewSpec) -> AssetsDefinitio
         owners=[view.owner],
         metadata={"dagster/table_name": view.table},
         check_specs=[AssetCheckSpec(NO_FUTURE_FEATURES, asset=key, blocking=True,
-                                    description="No row is joined to a feature row newer than the row's own time.")],
+                                    description="No row is joined to a feature row newer than the row's own time."),
+                     *(AssetCheckSpec(name, asset=key, blocking=name == "label_balance", description=text)
+                       for name, text in DATASET_CHECKS.items())],
         # Its own policy: rebuilt on a schedule (and by the retraining sensor); unchanged data makes no version.
         automation_condition=AutomationCondition.on_cron(system.rebuild_training_cron, "UTC"),
         freshness_policy=FreshnessPolicy.time_window(fail_window=dt.timedelta(days=8)),
@@ -78,6 +82,7 @@ def training_set_asset(system: System, view: FeatureViewSpec) -> AssetsDefinitio
         leaks = audit.rows_with_future_features(written, view.spine_time,
                                                 tuple(view.matched_time_column(s) for s in view.selections))
         labels = written.group_by([SPLIT, label.column]).aggregate([([], "count_all")]).to_pylist()
+        findings = _dataset_findings(store, view, version, written)
         return MaterializeResult(
             metadata={
                 **table_metadata(view.table, written.schema, docs),
@@ -93,7 +98,13 @@ def training_set_asset(system: System, view: FeatureViewSpec) -> AssetsDefinitio
                                                               _rows_by_split(written)),
             },
             check_results=[AssetCheckResult(check_name=NO_FUTURE_FEATURES, passed=leaks == 0,
-                                            metadata={"rows_with_future_features": leaks})],
+                                            metadata={"rows_with_future_features": leaks}),
+                           *(AssetCheckResult(check_name=f.name, passed=f.passed,
+                                              severity=AssetCheckSeverity.ERROR if f.name == "label_balance"
+                                              else AssetCheckSeverity.WARN,
+                                              metadata={k: MetadataValue.json(v) if isinstance(v, (dict, list))
+                                                        else v for k, v in f.figures.items()})
+                             for f in findings)],
         )
 
     return training_set
@@ -127,6 +138,27 @@ def _delivered(instance, key: AssetKey, partition: str) -> bool:
                                              limit=1).records
     delivery = latest[0].asset_materialization.metadata.get(DELIVERY) if latest else None
     return delivery is None or delivery.value == PUBLISHED  # groups have no delivery status
+
+
+DATASET_CHECKS = {
+    "label_balance": "Both splits hold every class, and the label's level (positive share or mean) moved less "
+    "than 50% since the previous version; blocks the model from training otherwise.",
+    "feature_null_rates": "No feature is mostly missing or much more often missing than in the previous version.",
+    "train_validation_shift": "Validation rows look like training rows (standardized mean difference under 0.5).",
+    "correlation_stability": "Each feature correlates with the label as in the previous version (within 0.2).",
+}
+
+
+def _dataset_findings(store, view: FeatureViewSpec, version: str, written):
+    """The ML checks of this version against itself and against the version before it."""
+    tags = store.tags(view.table)
+    number = int(version.rsplit("_v", 1)[1])
+    previous_id = tags.get(f"{view.asset_name}_v{number - 1}")
+    previous = store.read(view.table, snapshot_id=previous_id).to_pandas() if previous_id else None
+    not_features = {*view.spine_keys, view.spine_time, view.label.column, SPLIT,
+                    *(view.matched_time_column(s) for s in view.selections)}
+    features = [c for c in written.column_names if c not in not_features]
+    return training_set_findings(written.to_pandas(), previous, view.label.column, view.label.kind, features)
 
 
 def _latest_version(store, view: FeatureViewSpec) -> tuple[str, int] | None:
