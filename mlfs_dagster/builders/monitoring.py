@@ -16,6 +16,9 @@ from dagster import (
     SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
+    TableColumn,
+    TableRecord,
+    TableSchema,
     asset,
     sensor,
 )
@@ -81,7 +84,7 @@ def drift_report_asset(system: System, model: ModelSpec) -> AssetsDefinition:
     )
     def drift_report(context: AssetExecutionContext, offline_store: OfflineStoreResource,
                      model_registry: ModelRegistryResource, report_store: ReportStoreResource):
-        from mlfs_dagster.core.drift import drift_rows, feature_drift
+        from mlfs_dagster.core.drift import add_header, drift_rows, feature_drift
 
         store, registry, time_range = offline_store.open(), model_registry.open(), partition_range(context)
         time = view.spine_time
@@ -103,17 +106,37 @@ def drift_report_asset(system: System, model: ModelSpec) -> AssetsDefinition:
                 html_path=report_store.path(system.name, drift_asset_name(model), f"{key}.html"),
             )
             rows += drift_rows(result, period.start, version)
+            served_by = registry.get_version(name, version)
+            reference = (f"{served_by.tags.get('training_set_version', 'unknown training set')}, train split, examples "
+                         f"up to {served_by.tags.get('examples_until', 'unknown')}")
+            decision = "drifted" if result.dataset_drift else "no drift"
+            if result.html_path:
+                add_header(result.html_path, {
+                    "partition": key, "model": f"{name} v{version}", "reference": reference,
+                    "drift share": f"{result.drift_share:.2f} of {len(result.columns)} columns "
+                                   f"(threshold {model.drift_share_to_retrain})", "decision": decision})
             context.add_asset_metadata(
-                {"drift_share": result.drift_share, "dataset_drift": result.dataset_drift,
+                {"drift_share": result.drift_share, "drifted_column_count": len(result.drifted_columns),
+                 "dataset_drift": result.dataset_drift, "decision": decision, "reference": reference,
+                 "columns": _column_table(result), "model_version": version,
                  "drifted_columns": MetadataValue.json(list(result.drifted_columns)),
-                 "report": MetadataValue.path(str(result.html_path)), "model_version": version,
-                 "dagster/row_count": result.current_rows},
+                 "report": MetadataValue.path(str(result.html_path)), "dagster/row_count": result.current_rows},
                 partition_key=key,
             )
         snapshot_id = store.replace_range(model.drift_table, pa.Table.from_pylist(rows), "day", time_range)
         return MaterializeResult(metadata={"iceberg/snapshot_id": str(snapshot_id)})
 
     return drift_report
+
+
+def _column_table(result) -> MetadataValue:
+    """Each column's test, score, threshold and outcome, as a table in the partition's metadata."""
+    schema = TableSchema(columns=[TableColumn("column", "string"), TableColumn("test", "string"),
+                                  TableColumn("score", "float"), TableColumn("threshold", "float"),
+                                  TableColumn("drifted", "bool")])
+    return MetadataValue.table(
+        [TableRecord({"column": c.column, "test": c.method, "score": round(c.score, 4), "threshold": c.threshold,
+                      "drifted": c.drifted}) for c in result.columns], schema=schema)
 
 
 def _reference(store: OfflineStore, registry: ModelRegistry, model: ModelSpec, version: str) -> pa.Table:

@@ -2,6 +2,7 @@
 
 from dagster import (
     AssetCheckResult,
+    AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
     AssetsDefinition,
@@ -18,12 +19,14 @@ from mlfs_dagster.builders.common import (
     asset_key,
     group_name,
     ingest_on_schedule,
+    partition_key,
     partition_range,
     partitions,
     table_metadata,
 )
 from mlfs_dagster.core import audit
 from mlfs_dagster.core.ingest import ingest
+from mlfs_dagster.core.retraining import QUARANTINE_SHARE_INCIDENT
 from mlfs_dagster.core.specs import SourceSpec, System
 from mlfs_dagster.resources import LandingZoneResource, OfflineStoreResource
 
@@ -43,6 +46,9 @@ def source_asset(system: System, spec: SourceSpec) -> AssetsDefinition:
     key = asset_key(system, spec.asset_name)
     checks = [AssetCheckSpec("unique_keys", asset=key, blocking=True,
                              description=f"No two rows of the whole table share ({', '.join(spec.unique_on)}).")]
+    checks.append(AssetCheckSpec("quarantine_rate", asset=key, description=(
+        f"At most {QUARANTINE_SHARE_INCIDENT:.0%} of each period's rows are quarantined; more is a data-quality incident "
+        f"upstream (the rows and their reasons are in `{spec.quarantine_table}`).")))
     if spec.must_arrive:
         checks.append(AssetCheckSpec("not_empty", asset=key, blocking=True,
                                      description="Every ingested period has rows."))
@@ -74,7 +80,7 @@ def source_asset(system: System, spec: SourceSpec) -> AssetsDefinition:
                       "landing_files": MetadataValue.json(p.paths)}
             for p in result.periods
         })
-        results = [_unique_keys(store, spec)]
+        results = [_unique_keys(store, spec), _quarantine_rate(system, result.periods)]
         if spec.must_arrive:
             empty = [p.start.isoformat() for p in result.periods if p.rows == 0]
             results.append(AssetCheckResult(check_name="not_empty", passed=not empty,
@@ -83,6 +89,15 @@ def source_asset(system: System, spec: SourceSpec) -> AssetsDefinition:
                                  check_results=results)
 
     return ingest_source
+
+
+def _quarantine_rate(system: System, periods) -> AssetCheckResult:
+    rates = {partition_key(system, p.start): p.quarantined / (p.quarantined + p.rows) if p.quarantined else 0.0
+             for p in periods}
+    too_many = {period: round(rate, 4) for period, rate in rates.items() if rate > QUARANTINE_SHARE_INCIDENT}
+    return AssetCheckResult(check_name="quarantine_rate", passed=not too_many, severity=AssetCheckSeverity.WARN,
+                            metadata={"max_rate": max(rates.values(), default=0.0),
+                                      "periods_over": MetadataValue.json(too_many)})
 
 
 def _unique_keys(store, spec: SourceSpec) -> AssetCheckResult:

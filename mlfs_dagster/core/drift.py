@@ -219,3 +219,16 @@ def drift_rows(result: DriftResult, period_start, model_version: str) -> list[di
          "current_rows": result.current_rows, "report": str(result.html_path)}
         for c in result.columns
     ]
+
+
+def add_header(html_path: Path, fields: dict[str, str]) -> None:
+    """Open the report with what it is about (period, model, reference, result), before Evidently's charts."""
+    import html
+
+    rows = "".join(f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(k)}</th>"
+                   f"<td>{html.escape(v)}</td></tr>" for k, v in fields.items())
+    header = (f"<div style='font-family:sans-serif;margin:1em 2em;padding:0.5em 1em;border:1px solid #ccc'>"
+              f"<h2 style='margin:0.3em 0'>Feature drift</h2><table>{rows}</table></div>")
+    text = html_path.read_text()
+    at = text.find(">", text.find("<body")) + 1
+    html_path.write_text(text[:at] + header + text[at:])

@@ -14,7 +14,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Literal
 
-QUARANTINE_SHARE_INCIDENT = 0.01
+QUARANTINE_SHARE_INCIDENT = 0.01  # a larger share of a partition's rows quarantined is an incident
 
 
 @dataclass(frozen=True)
