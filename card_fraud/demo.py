@@ -18,6 +18,7 @@ from card_fraud.system import FRAUD_MODEL, SYSTEM
 from mlfs_dagster.settings import Settings
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+PROGRESS_DAYS = 15  # the slowest stage (drift reports) runs in chunks, so the terminal shows progress
 
 
 @dataclass(frozen=True)
@@ -100,8 +101,11 @@ def run_demo(config: DemoConfig) -> dict:
     with stage("Building the training set, training, gating and promoting the model"):
         _materialize(defs, instance, groups("training", "models"))
     matured = last - FRAUD_MODEL.feature_view.label.maturity
-    with stage(f"Scoring and monitoring drift for {first}..{last} in one run"):
-        _materialize(defs, instance, groups("inference", "monitoring") - performance(), (first, last))
+    with stage(f"Scoring and monitoring drift for {first}..{last}, in runs of {PROGRESS_DAYS} days"):
+        for start in range(0, config.days, PROGRESS_DAYS):
+            chunk = (first + dt.timedelta(days=start), min(last, first + dt.timedelta(days=start + PROGRESS_DAYS - 1)))
+            _materialize(defs, instance, groups("inference", "monitoring") - performance(), chunk)
+            print(f"      {(chunk[1] - first).days + 1}/{config.days} days scored and monitored", flush=True)
     with stage(f"Realised performance for {first}..{matured}, the days whose labels are final"):
         _materialize(defs, instance, performance(), (first, matured))
     with stage("Evaluating the drift sensor and launching what it requests"):

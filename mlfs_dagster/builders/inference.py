@@ -67,7 +67,7 @@ def predictions_asset(system: System, model: ModelSpec) -> AssetsDefinition:
         fitted = registry.load_version(name, champion.version)
         vectors = feature_view.vectors(view, store, feature_view.read_spine(view, store, time_range))
         kept = vectors.select(list(dict.fromkeys((*feature_view.spine_columns(view), *model.features))))
-        scored = kept.append_column(output, pa.array(_predict(fitted, model, vectors), pa.float64())).append_column(
+        scored = kept.append_column(output, pa.array(predict(fitted, model, vectors), pa.float64())).append_column(
             MODEL_VERSION, pa.array([champion.version] * vectors.num_rows, pa.string()))
         snapshot_id = store.replace_range(model.predictions_table, scored, view.spine_time, time_range)
         add_partition_metadata(context, system, {
@@ -81,7 +81,8 @@ def predictions_asset(system: System, model: ModelSpec) -> AssetsDefinition:
     return predictions
 
 
-def _predict(fitted, model: ModelSpec, vectors: pa.Table) -> np.ndarray:
+def predict(fitted, model: ModelSpec, vectors: pa.Table) -> np.ndarray:
+    """Probabilities of the positive class (binary) or predicted values (regression), one per row."""
     if vectors.num_rows == 0:
         return np.array([])
     frame = vectors.select(list(model.features)).to_pandas()

@@ -33,6 +33,7 @@ from mlfs_dagster.builders.common import (
     period_ranges,
 )
 from mlfs_dagster.core.offline_store import OfflineStore
+from mlfs_dagster.builders.inference import predict, prediction_column
 from mlfs_dagster.builders.training import labels_known_until
 from mlfs_dagster.core.registry import ModelRegistry
 from mlfs_dagster.core.retraining import PartitionDrift, decide, drift_episodes
@@ -90,7 +91,7 @@ def drift_report_asset(system: System, model: ModelSpec) -> AssetsDefinition:
         time = view.spine_time
         served = store.read_range(model.predictions_table, time, time_range)
         numerical, categorical = monitored_features(model, served.schema)
-        references, rows = {}, []
+        references, validation_outputs, rows = {}, {}, []
         for period in period_ranges(time_range, system.step):
             key = partition_key(system, period.start)
             current = served.filter(pc.and_(pc.greater_equal(served[time], period.start), pc.less(served[time], period.end)))
@@ -100,6 +101,10 @@ def drift_report_asset(system: System, model: ModelSpec) -> AssetsDefinition:
             version = Counter(current["model_version"].to_pylist()).most_common(1)[0][0]
             if version not in references:
                 references[version] = _reference(store, registry, model, version).to_pandas()
+                validation_outputs[version] = _validation_outputs(store, registry, model, version)
+            output = prediction_column(model)
+            prediction = feature_drift(validation_outputs[version], current.select([output]).to_pandas(), [output], [])
+            outputs_drift = prediction.columns[0]
             result = feature_drift(
                 references[version], current.select([*numerical, *categorical]).to_pandas(), numerical, categorical,
                 share_threshold=model.drift_share_to_retrain,
@@ -120,6 +125,9 @@ def drift_report_asset(system: System, model: ModelSpec) -> AssetsDefinition:
                  "dataset_drift": result.dataset_drift, "decision": decision, "reference": reference,
                  "columns": _column_table(result), "model_version": version,
                  "drifted_columns": MetadataValue.json(list(result.drifted_columns)),
+                 "prediction_drift": outputs_drift.score, "prediction_drifted": outputs_drift.drifted,
+                 "prediction_drift_test": f"{outputs_drift.method} against the version's validation {output}s, "
+                                          f"threshold {outputs_drift.threshold}",
                  "report": MetadataValue.path(str(result.html_path)), "dagster/row_count": result.current_rows},
                 partition_key=key,
             )
@@ -137,6 +145,17 @@ def _column_table(result) -> MetadataValue:
     return MetadataValue.table(
         [TableRecord({"column": c.column, "test": c.method, "score": round(c.score, 4), "threshold": c.threshold,
                       "drifted": c.drifted}) for c in result.columns], schema=schema)
+
+
+def _validation_outputs(store: OfflineStore, registry: ModelRegistry, model: ModelSpec, version: str):
+    """What the serving version predicted on its own validation rows: the reference for prediction drift."""
+    import pandas as pd
+
+    snapshot_id = int(registry.get_version(model.registered_name, version).tags["training_set_snapshot"])
+    rows = store.read(model.feature_view.table, (*model.features, SPLIT), snapshot_id=snapshot_id)
+    validation = rows.filter(pc.equal(rows[SPLIT], "validation"))
+    outputs = predict(registry.load_version(model.registered_name, version), model, validation)
+    return pd.DataFrame({prediction_column(model): outputs})
 
 
 def _reference(store: OfflineStore, registry: ModelRegistry, model: ModelSpec, version: str) -> pa.Table:
