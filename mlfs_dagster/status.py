@@ -25,7 +25,7 @@ def collect_status(settings: Settings, systems: Sequence[System], instance=None)
             {"name": m.name, "aliases": m.aliases, "versions": m.versions} for m in registry.models()
         ],
         "drift": {m.registered_name: _latest_drift(store, m.drift_table) for s in systems for m in s.models},
-        "performance": {m.registered_name: _realised(store, f"{m.system}.{m.name}_performance")
+        "performance": {m.registered_name: _realised(store, m.performance_table)
                         for s in systems for m in s.models},
         "sensor_requests": _sensor_requests(instance),
     }

@@ -45,7 +45,7 @@ def performance_asset(system: System, model: ModelSpec) -> AssetsDefinition:
     label = view.label
     matured = TimeWindowPartitionMapping(start_offset=0, end_offset=math.ceil(label.maturity / system.step),
                                          allow_nonexistent_upstream_partitions=True)
-    table = f"{model.system}.{performance_asset_name(model)}"
+    table = model.performance_table
 
     @asset(
         key=asset_key(system, performance_asset_name(model)),

@@ -32,7 +32,6 @@ from mlfs_dagster.resources import LandingZoneResource, OfflineStoreResource
 
 
 DELIVERY = "delivery"  # each partition's metadata: what its landing folder held
-PUBLISHED = "published"
 
 
 class IngestConfig(Config):

@@ -20,7 +20,8 @@ from dagster import (
 from pydantic import Field
 
 from mlfs_dagster.builders.common import asset_key, group_name, history_start, partitions, table_metadata
-from mlfs_dagster.builders.raw import DELIVERY, PUBLISHED
+from mlfs_dagster.builders.raw import DELIVERY
+from mlfs_dagster.core.ingest import PUBLISHED
 from mlfs_dagster.core import audit
 from mlfs_dagster.core.dataset_checks import training_set_findings
 from mlfs_dagster.core.specs import Column, FeatureViewSpec, System

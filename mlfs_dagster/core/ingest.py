@@ -54,6 +54,8 @@ TRAILING_PERIODS = 7  # published days averaged, at the period's time of day
 TRAILING_LOOKBACK = 4 * TRAILING_PERIODS  # days searched for them, so a gap is not endless
 
 
+PUBLISHED, NO_DELIVERY = "published", "no delivery"  # what a period's landing folder held
+
 class ContractError(ValueError):
     """A landing file breaks its source's contract; the message names the file and the column."""
 
@@ -69,7 +71,7 @@ class PeriodReport:
     rows: int
     quarantined: int
     previous_rows: int | None  # the period's published rows before this run, None if it held none
-    status: str  # "published" | "no delivery"
+    status: str  # PUBLISHED | NO_DELIVERY
     # rows at this time of day on the last published days; only `must_arrive` sources are held to it
     trailing_average: float | None = None
 
@@ -330,7 +332,7 @@ def _reports(
     return [
         PeriodReport(
             d.start, d.paths, after[d.start], quarantine_counts.get(d.start, 0), previous.get(d.start),
-            "published", _trailing_average(after, d.start, step),
+            PUBLISHED, _trailing_average(after, d.start, step),
         )
         for d in delivered
     ]
@@ -429,7 +431,7 @@ def _publish(store: OfflineStore, spec: SourceSpec, branch: str, staged_id: int,
 
 
 def _no_delivery(start: dt.datetime) -> PeriodReport:
-    return PeriodReport(start, [], 0, 0, None, "no delivery")
+    return PeriodReport(start, [], 0, 0, None, NO_DELIVERY)
 
 
 def _contiguous(starts: list[dt.datetime], step: dt.timedelta) -> list[TimeRange]:

@@ -384,6 +384,10 @@ class ModelSpec:
     def drift_table(self) -> str:
         return f"{self.system}.{self.name}_feature_drift"
 
+    @property
+    def performance_table(self) -> str:
+        return f"{self.system}.{self.name}_performance"
+
     def build_pipeline(self, seed: int | None = None):
         return resolve_callable(self.pipeline)(self.seed if seed is None else seed)
 

@@ -185,7 +185,7 @@ def load_system(path: str | Path) -> System:
 
 def parse_duration(text: str) -> dt.timedelta:
     """A duration such as "30d", "24h", "15m", "45s" or "1d12h"; bare numbers are refused."""
-    if isinstance(text, bool) or isinstance(text, int | float):
+    if isinstance(text, int | float):  # booleans too: they are ints
         raise SpecError(f"duration {text!r} has no unit: write it like '7d', '24h' or '90m'")
     match = DURATION.match(text) if isinstance(text, str) else None
     if not text or not match:
