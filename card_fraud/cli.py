@@ -19,8 +19,9 @@ def add_commands(commands) -> None:
     simulate.set_defaults(run=_simulate)
 
     demo = commands.add_parser("demo", help="run the card-fraud reference system end to end on embedded defaults")
-    demo.add_argument("--days", type=int, default=60)
-    demo.add_argument("--drift-day", type=int, default=45, help="day number drift starts on (1-based)")
+    demo.add_argument("--days", type=int, default=90,
+                      help="days of history up to yesterday, on a fresh MLFS_HOME (later demos extend it)")
+    demo.add_argument("--drift-day", type=int, default=75, help="day number drift starts on (1-based)")
     demo.add_argument("--cards", type=int, default=2_000)
     demo.add_argument("--transactions-per-day", type=int, default=4_000)
     demo.set_defaults(run=_demo)

@@ -1,8 +1,11 @@
 """`mlfs demo`: the reference card-fraud system end to end, through real Dagster runs.
 
-Simulates the upstream systems (with drift injected late in the period), backfills every partition in
-single runs over the whole range, trains and promotes a model, scores and monitors every day, evaluates
-the drift sensor and launches what it requests, then prints a summary read back from the stores.
+Simulates the upstream systems up to yesterday (with drift injected late in the period), backfills every
+partition in single runs over the whole range, trains and promotes a model, scores and monitors every day,
+evaluates the drift sensor and launches what it requests, then prints a summary read back from the stores.
+The demo's days are the system's partitions, so the UI shows none missing; from the next day on the
+system's daily automation takes over. Every run is recorded against the workspace's code location: the UI
+re-executes them like its own.
 """
 
 from __future__ import annotations
@@ -13,8 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from card_fraud.simulator import DriftSpec, SimulationConfig, simulate
-from card_fraud.system import FRAUD_MODEL, SYSTEM
+from card_fraud.simulator import DriftSpec, SimulationConfig, recorded_config, simulate
 from mlfs_dagster.settings import Settings
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -23,16 +25,17 @@ PROGRESS_DAYS = 15  # the slowest stage (drift reports) runs in chunks, so the t
 
 @dataclass(frozen=True)
 class DemoConfig:
-    days: int = 60
-    drift_day: int = 45
+    # Merchant rates need 29 days of history and labels 30 days to be final: 31 days of training examples.
+    days: int = 90
+    drift_day: int = 75
     cards: int = 2_000
     transactions_per_day: int = 4_000
     seed: int = 7
 
-    def simulation(self, start: dt.date) -> SimulationConfig:
+    def simulation(self, start: dt.date, days: int | None = None) -> SimulationConfig:
         drift_start = start + dt.timedelta(days=self.drift_day - 1)
         return SimulationConfig(
-            start_date=start, days=self.days, cards=self.cards, transactions_per_day=self.transactions_per_day,
+            start_date=start, days=days or self.days, cards=self.cards, transactions_per_day=self.transactions_per_day,
             seed=self.seed,
             drifts=(DriftSpec(drift_start, "mean_shift", ("amount",)),
                     DriftSpec(drift_start, "category_mix", ("channel", "country"))),
@@ -63,6 +66,7 @@ class _Timer:
 def groups(*layers: str):
     from dagster import AssetSelection
 
+    from card_fraud.system import SYSTEM
     from mlfs_dagster.builders.common import group_name
 
     return AssetSelection.groups(*(group_name(SYSTEM, layer) for layer in layers))
@@ -71,45 +75,61 @@ def groups(*layers: str):
 def performance():
     from dagster import AssetSelection
 
+    from card_fraud.system import FRAUD_MODEL, SYSTEM
     from mlfs_dagster.builders.common import asset_key
     from mlfs_dagster.builders.performance import performance_asset_name
 
     return AssetSelection.assets(asset_key(SYSTEM, performance_asset_name(FRAUD_MODEL)))
 
 
-def run_demo(config: DemoConfig) -> dict:
+def demo_period(config: DemoConfig, landing: Path, today: dt.date) -> tuple[dt.date, dt.date]:
+    """The demo's days: the history already under MLFS_HOME, else `config.days` days, both up to yesterday.
+
+    The partitions start on the simulator's first day, so a demo run on a later day extends the same history
+    (the simulator is deterministic: earlier days come out identical) instead of starting a shifted one.
+    """
+    recorded = recorded_config(landing)
+    last = today - dt.timedelta(days=1)
+    first = recorded.start_date if recorded else last - dt.timedelta(days=config.days - 1)
+    return first, max(last, first)
+
+
+def run_demo(config: DemoConfig, today: dt.date | None = None) -> dict:
     from dagster import DagsterInstance, build_sensor_context
 
     _quiet_libraries()
+    settings = Settings.from_env()
+    landing = Path(settings.landing)
+    first, last = demo_period(config, landing, today or dt.datetime.now(dt.UTC).date())
+    days = (last - first).days + 1
+    stage = Stage(total=7)
+    with stage(f"Simulating {days} days of card traffic, {first}..{last}, into {landing}"):
+        simulated = simulate(config.simulation(first, days), landing)
+        print(f"      {simulated.rows}")
 
-    from card_fraud.definitions import defs
+    # Imported once the landing zone holds the simulation: the system's partitions start on its first day.
+    from card_fraud.system import FRAUD_MODEL, SYSTEM
     from mlfs_dagster.builders.monitoring import REASON_TAG, sensor_name
     from mlfs_dagster.status import collect_status
 
-    settings = Settings.from_env()
     instance = DagsterInstance.get()
-    first = SYSTEM.start
-    last = first + dt.timedelta(days=config.days - 1)
-    stage = Stage(total=7)
-    sensor = defs.resolve_sensor_def(sensor_name(SYSTEM, FRAUD_MODEL))
-
-    with stage(f"Simulating {config.days} days of card traffic from {first} into {settings.landing}"):
-        simulated = simulate(config.simulation(first), Path(settings.landing))
-        print(f"      {simulated.rows}")
+    run = Runner(instance)
+    sensor = run.definitions.resolve_sensor_def(sensor_name(SYSTEM, FRAUD_MODEL))
     with stage(f"Backfilling raw sources and feature groups {first}..{last} in one run"):
-        _materialize(defs, instance, groups("raw", "features"), (first, last))
+        run(groups("raw", "features"), (first, last))
     with stage("Building the training set, training, gating and promoting the model"):
-        _materialize(defs, instance, groups("training", "models"))
+        run(groups("training", "models"))
     matured = last - FRAUD_MODEL.feature_view.label.maturity
     with stage(f"Scoring and monitoring drift for {first}..{last}, in runs of {PROGRESS_DAYS} days"):
-        for start in range(0, config.days, PROGRESS_DAYS):
+        for start in range(0, days, PROGRESS_DAYS):
             chunk = (first + dt.timedelta(days=start), min(last, first + dt.timedelta(days=start + PROGRESS_DAYS - 1)))
-            _materialize(defs, instance, groups("inference", "monitoring") - performance(), chunk)
-            print(f"      {(chunk[1] - first).days + 1}/{config.days} days scored and monitored", flush=True)
+            run(groups("inference", "monitoring") - performance(), chunk)
+            print(f"      {(chunk[1] - first).days + 1}/{days} days scored and monitored", flush=True)
     with stage(f"Realised performance for {first}..{matured}, the days whose labels are final"):
-        _materialize(defs, instance, performance(), (first, matured))
+        if matured >= first:
+            run(performance(), (first, matured))
     with stage("Evaluating the drift sensor and launching what it requests"):
-        with build_sensor_context(instance=instance, definitions=defs) as context:
+        with build_sensor_context(instance=instance, definitions=run.definitions) as context:
             result = sensor(context)
         if result.skip_reason:
             print(f"      {result.skip_reason.skip_message}")
@@ -119,11 +139,11 @@ def run_demo(config: DemoConfig) -> dict:
                 continue
             tags = {**request.tags, "dagster/run_key": request.run_key, "dagster/sensor_name": sensor.name}
             print(f"      {request.tags[REASON_TAG]}")
-            outcome = _model_outcome(_materialize(defs, instance, groups("training", "models"), tags=tags))
+            outcome = _model_outcome(run(groups("training", "models"), tags=tags))
             print(f"      retraining run {request.run_key}: {outcome}")
     with stage("Reading the stores back"):
         status = collect_status(settings, [SYSTEM], instance)
-    summary = _summary(status, Path(settings.landing))
+    summary = _summary(status, landing)
     _print_summary(summary, status)
     return summary
 
@@ -132,27 +152,30 @@ class StageFailed(RuntimeError):
     """A demo run failed: the message lists the failed steps and checks."""
 
 
-def _materialize(defs, instance, selection, days: tuple[dt.date, dt.date] | None = None, tags=None):
-    from dagster import materialize
+class Runner:
+    """Runs the demo's stages in the workspace's code location, so the UI can re-execute every one of them."""
 
-    from mlfs_dagster.builders.common import range_tags
+    def __init__(self, instance):
+        from card_fraud.definitions import defs
+        from mlfs_dagster.runs import CodeLocation
 
-    result = materialize(
-        [*defs.assets, *defs.asset_checks],
-        selection=selection,
-        resources=defs.resources,
-        instance=instance,
-        tags={**(range_tags(*(d.isoformat() for d in days)) if days else {}), **(tags or {})},
-        run_config=QUIET,
-        raise_on_error=False,
-    )
-    if not result.success:
-        failed_checks = [f"{e.asset_key.to_user_string()}:{e.check_name} {e.metadata}"
-                         for e in result.get_asset_check_evaluations() if not e.passed]
-        failed_steps = [f"{e.step_key}: {e.step_failure_data.error.message.strip()}"
-                        for e in result.get_step_failure_events()]
-        raise StageFailed("\n".join(["run " + result.run_id + " failed", *failed_checks, *failed_steps]))
-    return result
+        self.instance, self.definitions = instance, defs
+        self.location = CodeLocation("card_fraud", "card_fraud.definitions")
+
+    def __call__(self, selection, days: tuple[dt.date, dt.date] | None = None, tags=None):
+        from mlfs_dagster.builders.common import range_tags
+
+        result = self.location.run(
+            self.instance, selection, run_config=QUIET,
+            tags={**(range_tags(*(d.isoformat() for d in days)) if days else {}), **(tags or {})},
+        )
+        if not result.success:
+            failed_checks = [f"{e.asset_key.to_user_string()}:{e.check_name} {e.metadata}"
+                             for e in result.get_asset_check_evaluations() if not e.passed]
+            failed_steps = [f"{e.step_key}: {e.step_failure_data.error.message.strip()}"
+                            for e in result.get_step_failure_events()]
+            raise StageFailed("\n".join(["run " + result.run_id + " failed", *failed_checks, *failed_steps]))
+        return result
 
 
 def _already_requested(instance, sensor_name: str, run_key: str) -> bool:
@@ -165,6 +188,8 @@ def _already_requested(instance, sensor_name: str, run_key: str) -> bool:
 def _model_outcome(result) -> str:
     """What a training run decided: a new candidate and its version, or why there was none."""
     from dagster import AssetKey
+
+    from card_fraud.system import FRAUD_MODEL, SYSTEM
 
     events = [e for e in result.get_asset_materialization_events()
               if e.asset_key == AssetKey([SYSTEM.name, FRAUD_MODEL.name])]
@@ -187,6 +212,8 @@ def _quiet_libraries() -> None:
 
 
 def _summary(status: dict, landing: Path) -> dict:
+    from card_fraud.system import FRAUD_MODEL
+
     truth = json.loads((landing / "_ground_truth" / "drift.json").read_text())
     injected = min(d["start"] for d in truth["drifts"]) if truth["drifts"] else None
     drift = status["drift"][FRAUD_MODEL.registered_name]
@@ -203,6 +230,8 @@ def _summary(status: dict, landing: Path) -> dict:
 
 
 def _print_summary(summary: dict, status: dict) -> None:
+    from card_fraud.system import FRAUD_MODEL
+
     print("\n=== mlfs demo summary ===")
     print(f"catalog {status['catalog']['uri']}  warehouse {status['catalog']['warehouse']}")
     for table in status["tables"]:

@@ -80,6 +80,9 @@ MERCHANT_RISK = FeatureGroupSpec(
     ),
     sql=(SQL / "merchant_risk.sql").read_text(),
     owner=OWNER,
+    # Complete once 28 days of transactions lie behind the day before; the longer transaction lookback only
+    # finds the merchants of reported transactions.
+    warm_up=MERCHANT_RISK_WINDOW + DAY,
 )
 
 FEATURE_GROUPS = (CARD_TXN_WINDOWS, CARD_DETAILS, MERCHANT_RISK)

@@ -7,15 +7,18 @@ It plays four source systems and writes one Parquet file per source and day into
     <landing>/merchants/date=YYYY-MM-DD/part-0.parquet       SCD type 0 reference rows, written at onboarding
     <landing>/fraud_reports/date=YYYY-MM-DD/part-0.parquet   fraud reports, 1 to 30 days after the fraud
     <landing>/_ground_truth/drift.json, fraud.parquet        what was injected, so detection can be scored
+    <landing>/_ground_truth/simulation.json                  the whole config, which `extend` carries on
 
 Fraud comes as patterns: card-testing bursts (some short, some without small test charges), impossible travel,
 misuse that looks like the holder's own spending and, after a concept change, counterfeit cards used like
 ordinary ones. Legitimate behaviour that resembles fraud keeps the problem honest: holders travel abroad (their
 in-person purchases follow them, with a flight between home and abroad) and go on online shopping sprees.
-Drift is injected on request from a given date on.
+Drift is injected on request from a given date on, for good or until an end date.
 
 Determinism: the random numbers of each day come from generators seeded by (seed, stream, day index), so the
 same config gives byte-identical files, and a drift starting on some date leaves every earlier file unchanged.
+It also lets `extend` add days to a landing zone, daily say, writing the files a longer run would have written
+and leaving the existing ones alone.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ import enum
 import json
 import math
 import shutil
-from dataclasses import dataclass, fields
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +43,7 @@ from card_fraud.sources import TIMESTAMP
 
 SOURCES = ("transactions", "card_profiles", "merchants", "fraud_reports")
 GROUND_TRUTH_FOLDER = "_ground_truth"
+CONFIG_FILE = "simulation.json"  # in the ground truth folder
 
 
 def _probabilities(shares: dict[str, float]) -> np.ndarray:
@@ -213,24 +218,28 @@ DRIFT_COLUMNS = {  # kind: the transaction columns it can act on
 
 @dataclass(frozen=True)
 class DriftSpec:
-    """A drift injected into the transactions from `start` (inclusive) on.
+    """A drift injected into the transactions from `start` on, up to `end` (exclusive) or for good if None.
 
     mean_shift on amount: legitimate amounts are multiplied by 1 + strength.
     category_mix on channel: the online share of ordinary purchases rises by 40 points x strength;
     on country: a share of ordinary purchases, growing over a week to 30 % x strength, moves to countries
     never seen before.
     concept_change: a share min(1, strength) of fraud becomes counterfeit cards used like ordinary cards.
+    From `end` on, the drift stops at once: a country mix does not ramp down, fraud takes its old patterns.
     """
 
     start: datetime.date
     kind: str
     columns: tuple[str, ...]
     strength: float = 1.0
+    end: datetime.date | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "columns", tuple(self.columns))
         if not isinstance(self.start, datetime.date):
             raise ValueError(f"drift start must be a date, got {self.start!r}")
+        if self.end is not None and not (isinstance(self.end, datetime.date) and self.end > self.start):
+            raise ValueError(f"drift end must be a date after its start {self.start}, got {self.end!r}")
         if self.kind not in DRIFT_COLUMNS:
             raise ValueError(f"unknown drift kind {self.kind!r}; expected one of {sorted(DRIFT_COLUMNS)}")
         allowed = DRIFT_COLUMNS[self.kind]
@@ -243,30 +252,42 @@ class DriftSpec:
             raise ValueError(f"drift kind {self.kind!r} needs at least one column, one of {sorted(allowed)}")
         if not (math.isfinite(self.strength) and self.strength > 0):
             raise ValueError(f"drift strength must be a positive number, got {self.strength!r}")
+        object.__setattr__(self, "strength", float(self.strength))  # recorded as 2.0 when given as 2
+
+    def in_effect_on(self, date: datetime.date) -> bool:
+        return self.start <= date and (self.end is None or date < self.end)
 
     @classmethod
     def parse(cls, text: str) -> DriftSpec:
-        """Parse `DATE:KIND:COLUMNS[:STRENGTH]`, e.g. `2026-02-14:mean_shift:amount:1.5`.
+        """Parse `START[..END]:KIND:COLUMNS[:STRENGTH]`, e.g. `2026-02-14:mean_shift:amount:1.5`, or
+        `2026-02-14..2026-02-21:concept_change:-` for a drift that ends before END.
 
         COLUMNS is comma-separated; `-` or nothing means no columns (for concept_change).
         """
         parts = text.strip().split(":")
         if len(parts) not in (3, 4):
             raise ValueError(
-                f"drift {text!r}: expected DATE:KIND:COLUMNS[:STRENGTH], e.g. 2026-02-14:mean_shift:amount"
+                f"drift {text!r}: expected START[..END]:KIND:COLUMNS[:STRENGTH], "
+                "e.g. 2026-02-14:mean_shift:amount"
             )
-        date_text, kind, columns_text, *strength_text = (part.strip() for part in parts)
-        try:
-            start = datetime.date.fromisoformat(date_text)
-        except ValueError:
-            raise ValueError(f"drift {text!r}: start {date_text!r} is not a date (YYYY-MM-DD)") from None
+        dates_text, kind, columns_text, *strength_text = (part.strip() for part in parts)
+
+        def date(name: str, value: str) -> datetime.date:
+            try:
+                return datetime.date.fromisoformat(value)
+            except ValueError:
+                raise ValueError(f"drift {text!r}: {name} {value!r} is not a date (YYYY-MM-DD)") from None
+
+        start_text, has_end, end_text = dates_text.partition("..")
+        start = date("start", start_text)
+        end = date("end", end_text) if has_end else None
         try:
             strength = float(strength_text[0]) if strength_text else 1.0
         except ValueError:
             raise ValueError(f"drift {text!r}: strength {strength_text[0]!r} is not a number") from None
         columns = () if columns_text in ("", "-") else tuple(c.strip() for c in columns_text.split(","))
         try:
-            return cls(start=start, kind=kind, columns=columns, strength=strength)
+            return cls(start=start, kind=kind, columns=columns, strength=strength, end=end)
         except ValueError as error:
             raise ValueError(f"drift {text!r}: {error}") from None
 
@@ -963,7 +984,7 @@ def _holders_whereabouts(
 
 def _active_drifts(config: SimulationConfig, day: int) -> list[tuple[int, DriftSpec]]:
     date = config.start_date + datetime.timedelta(days=day)
-    return [(index, drift) for index, drift in enumerate(config.drifts) if drift.start <= date]
+    return [(index, drift) for index, drift in enumerate(config.drifts) if drift.in_effect_on(date)]
 
 
 def _concept_share(config: SimulationConfig, day: int) -> float:
@@ -1146,12 +1167,13 @@ def _day_start_us(date: datetime.date) -> int:
 
 
 class _Landing:
-    """Writes the day files of the sources and keeps count of what it wrote."""
+    """Writes the day files of the sources and the ground truth, and keeps count of what it wrote."""
 
     def __init__(self, root: Path):
         self.root = root
         self.files: dict[str, list[Path]] = {source: [] for source in SOURCES}
         self.rows: dict[str, int] = {source: 0 for source in SOURCES}
+        self.fraud_transactions = 0
 
     def clear(self) -> None:
         """Remove earlier output, so a rerun with fewer days leaves no stale day folders."""
@@ -1159,76 +1181,120 @@ class _Landing:
             if (self.root / folder).exists():
                 shutil.rmtree(self.root / folder)
 
-    def write(self, source: str, date: datetime.date, table: pa.Table) -> None:
+    def write_run(self, config: SimulationConfig, first_new_day: int) -> None:
+        """Play `config` from its first day and write the day files from `first_new_day` on; the fraud truth
+        and the config cover every day. The config goes last: until it is written, `extend` redoes the run."""
+        with self._fraud_truth_writer() as fraud_truth:
+            for index, day in enumerate(_play(config)):
+                fraud_truth.write_table(day.fraud_truth)
+                self.fraud_transactions += pc.sum(day.fraud_truth["is_fraud"]).as_py()
+                if index >= first_new_day:
+                    for source, table in day.files.items():
+                        self._write(source, day.date, table)
+        record = asdict(config)
+        self._write_json("drift.json", {key: record[key] for key in ("seed", "start_date", "days", "drifts")})
+        self._write_json(CONFIG_FILE, record)
+
+    def _write(self, source: str, date: datetime.date, table: pa.Table) -> None:
         path = self.root / source / f"date={date.isoformat()}" / "part-0.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, path, compression="zstd")
         self.files[source].append(path)
         self.rows[source] += table.num_rows
 
-    def write_drift_truth(self, config: SimulationConfig) -> None:
-        drift = {
-            "seed": config.seed,
-            "start_date": config.start_date.isoformat(),
-            "days": config.days,
-            "drifts": [
-                {
-                    "start": d.start.isoformat(),
-                    "kind": d.kind,
-                    "columns": list(d.columns),
-                    "strength": float(d.strength),
-                }
-                for d in config.drifts
-            ],
-        }
-        path = self.root / GROUND_TRUTH_FOLDER / "drift.json"
+    def _write_json(self, name: str, record: dict) -> None:
+        path = self.root / GROUND_TRUTH_FOLDER / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(drift, sort_keys=True, indent=2) + "\n")
+        path.write_text(json.dumps(record, sort_keys=True, indent=2, default=datetime.date.isoformat) + "\n")
 
-    def fraud_truth_writer(self) -> pq.ParquetWriter:
+    def _fraud_truth_writer(self) -> pq.ParquetWriter:
         """A writer for the is-fraud truth of every transaction, one row group a day, so memory stays flat."""
         path = self.root / GROUND_TRUTH_FOLDER / "fraud.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
         return pq.ParquetWriter(path, GROUND_TRUTH_SCHEMA, compression="zstd")
 
 
-def simulate(config: SimulationConfig, landing: Path) -> SimulationResult:
-    """Write the daily files of every source and the ground truth into `landing`, replacing old output."""
-    output = _Landing(Path(landing))
-    output.clear()
-    output.write_drift_truth(config)
+@dataclass(frozen=True)
+class _Day:
+    date: datetime.date
+    files: dict[str, pa.Table]  # source -> the day's file
+    fraud_truth: pa.Table
+
+
+def _play(config: SimulationConfig) -> Iterator[_Day]:
+    """The business day by day from the first day: each day's world depends on all the days before it."""
     world = _create_world(config)
     pending = _Reports.empty()
-    first_number = fraud_count = 0
-    with output.fraud_truth_writer() as fraud_truth:
-        for day in range(config.days):
-            date = config.start_date + datetime.timedelta(days=day)
-            day_start = _day_start_us(date)
+    first_number = 0
+    for day in range(config.days):
+        date = config.start_date + datetime.timedelta(days=day)
+        day_start = _day_start_us(date)
 
-            transactions = _transactions_of_day(config, world, day)
-            numbers = first_number + np.arange(len(transactions))
-            first_number += len(transactions)
-            fraud_count += int((transactions.fraud_type != LEGITIMATE).sum())
-            output.write("transactions", date, _transactions_table(world, transactions, numbers, day_start))
-            fraud_truth.write_table(_ground_truth_table(transactions, numbers))
+        transactions = _transactions_of_day(config, world, day)
+        numbers = first_number + np.arange(len(transactions))
+        first_number += len(transactions)
 
-            # Reports arrive on later days; each day writes those that have arrived by its end.
-            reports = _report_fraud(_rng(config.seed, _Stream.REPORTS, day), transactions, numbers, day_start)
-            pending = _Reports.concat([pending, reports])
-            arrived = pending.reported_at < day_start + DAY_US
-            output.write("fraud_reports", date, _reports_table(pending.take(arrived)))
-            pending = pending.take(~arrived)
+        # Reports arrive on later days; each day writes those that have arrived by its end.
+        reports = _report_fraud(_rng(config.seed, _Stream.REPORTS, day), transactions, numbers, day_start)
+        pending = _Reports.concat([pending, reports])
+        arrived = pending.reported_at < day_start + DAY_US
+        arrived_reports, pending = pending.take(arrived), pending.take(~arrived)
 
-            # Day one holds the initial profiles. Later changes are applied after the day's transactions
-            # were drawn, so they shape purchases from the next day on.
-            if day == 0:
-                changed, offset = np.arange(config.cards), np.zeros(config.cards, dtype=np.int64)
-            else:
-                rng = _rng(config.seed, _Stream.PROFILE_CHANGES, day)
-                changed, offset = _change_profiles(rng, world.profiles)
-            output.write("card_profiles", date, _profiles_table(world, changed, day_start + offset))
-            output.write("merchants", date, _merchants_table(world.merchants, day))
-    return SimulationResult(files=output.files, rows=output.rows, fraud_transactions=fraud_count)
+        # Day one holds the initial profiles. Later changes are applied after the day's transactions
+        # were drawn, so they shape purchases from the next day on.
+        if day == 0:
+            changed, offset = np.arange(config.cards), np.zeros(config.cards, dtype=np.int64)
+        else:
+            rng = _rng(config.seed, _Stream.PROFILE_CHANGES, day)
+            changed, offset = _change_profiles(rng, world.profiles)
+
+        files = {
+            "transactions": _transactions_table(world, transactions, numbers, day_start),
+            "card_profiles": _profiles_table(world, changed, day_start + offset),
+            "merchants": _merchants_table(world.merchants, day),
+            "fraud_reports": _reports_table(arrived_reports),
+        }
+        yield _Day(date, files, _ground_truth_table(transactions, numbers))
+
+
+def simulate(config: SimulationConfig, landing: Path) -> SimulationResult:
+    """Write each source's day files, the ground truth and the config into `landing`, replacing old output."""
+    output = _Landing(Path(landing))
+    output.clear()
+    output.write_run(config, first_new_day=0)
+    return SimulationResult(output.files, output.rows, output.fraud_transactions)
+
+
+def recorded_config(landing: Path) -> SimulationConfig | None:
+    """The config the files in `landing` were simulated with, extensions included; None if there are none."""
+    path = Path(landing) / GROUND_TRUTH_FOLDER / CONFIG_FILE
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text())
+
+    def date(text: str | None) -> datetime.date | None:
+        return None if text is None else datetime.date.fromisoformat(text)
+
+    drifts = tuple(
+        DriftSpec(**{**d, "start": date(d["start"]), "end": date(d["end"])}) for d in record["drifts"]
+    )
+    return SimulationConfig(**{**record, "start_date": date(record["start_date"]), "drifts": drifts})
+
+
+def extend(landing: Path, through: datetime.date) -> list[datetime.date]:
+    """Add the day files of the days after the last simulated day up to `through` (inclusive) to `landing`,
+    the same files a run with more days would have written; return their dates (none when up to date).
+
+    Existing day files are left untouched; the fraud truth is rewritten whole and the recorded days updated.
+    """
+    recorded = recorded_config(landing)
+    if recorded is None:
+        raise FileNotFoundError(f"no simulation recorded in {landing}; run simulate first")
+    days = (through - recorded.start_date).days + 1
+    if days <= recorded.days:
+        return []
+    _Landing(Path(landing)).write_run(replace(recorded, days=days), first_new_day=recorded.days)
+    return [recorded.start_date + datetime.timedelta(days=day) for day in range(recorded.days, days)]
 
 
 # --- Command line. ------------------------------------------------------------------------------------------
@@ -1268,9 +1334,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_drift_argument,
         action="append",
         default=None,
-        metavar="DATE:KIND:COLUMNS[:STRENGTH]",
-        help="inject drift (repeatable), e.g. 2026-02-14:mean_shift:amount:1.5, "
-        "2026-02-14:category_mix:channel,country or 2026-02-14:concept_change:-",
+        metavar="START[..END]:KIND:COLUMNS[:STRENGTH]",
+        help="inject drift (repeatable) from START on, up to END (exclusive) if given, e.g. "
+        "2026-02-14:mean_shift:amount:1.5, 2026-02-14:category_mix:channel,country or "
+        "2026-02-14..2026-02-21:concept_change:-",
     )
 
 

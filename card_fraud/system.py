@@ -2,14 +2,25 @@
 fraud feature view (training dataset) and the fraud model with its gates."""
 
 import datetime as dt
+from pathlib import Path
 
 from card_fraud.features import CARD_DETAILS, CARD_TXN_WINDOWS, FEATURE_GROUPS, LABEL_MATURITY, MERCHANT_RISK
 from card_fraud.model import FEATURES, build_pipeline, on_demand_features
+from card_fraud.simulator import recorded_config
 from card_fraud.sources import FRAUD_REPORTS, OWNER, SOURCES, TRANSACTIONS
 from mlfs_dagster.core.specs import FeatureSelection, FeatureViewSpec, Gate, Label, ModelSpec, Split, System
+from mlfs_dagster.settings import Settings
 
 ML_OWNER = "team:fraud-ml"
-START = dt.date(2026, 1, 1)
+
+
+def history_start() -> dt.date:
+    """The simulator's first day in the landing zone (`mlfs demo` writes it), where the partitions start."""
+    recorded = recorded_config(Path(Settings.from_env().landing))
+    return recorded.start_date if recorded else dt.date(2026, 1, 1)
+
+
+START = history_start()
 
 FRAUD_VIEW = FeatureViewSpec(
     name="fraud",
@@ -27,8 +38,6 @@ FRAUD_VIEW = FeatureViewSpec(
     on_demand=on_demand_features,
     on_demand_columns=("amount_to_mean_7d", "is_foreign"),
     split=Split(validation_fraction=0.2),
-    # The 7-day card windows must be complete; merchant rates over 28 days are accepted while they fill.
-    warm_up=CARD_TXN_WINDOWS.lookback,
     owner=OWNER,
 )
 
@@ -55,6 +64,7 @@ SYSTEM = System(
     feature_groups=FEATURE_GROUPS,
     feature_views=(FRAUD_VIEW,),
     models=(FRAUD_MODEL,),
+    automation_on=True,  # the simulator lands a new day each night (card_fraud.definitions); Dagster takes it on
 )
 # The system's own (bound) specs: table names and registered model names carry the system's namespace.
 FRAUD_VIEW, FRAUD_MODEL = SYSTEM.feature_view("fraud"), SYSTEM.model("fraud_model")

@@ -2,18 +2,24 @@
 
 import datetime as dt
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from card_fraud.demo import QUIET
-from card_fraud.simulator import SimulationConfig, simulate
-from card_fraud.system import SYSTEM
-from mlfs_dagster.settings import Settings
+# The reference system reads its start from the landing zone under MLFS_HOME: tests start from an empty home,
+# whatever a demo left in the project's own.
+os.environ["MLFS_HOME"] = tempfile.mkdtemp(prefix="mlfs_tests_")
+os.environ.pop("MLFS_LANDING", None)
+
+from card_fraud.demo import QUIET  # noqa: E402
+from card_fraud.simulator import SimulationConfig, simulate  # noqa: E402
+from card_fraud.system import SYSTEM  # noqa: E402
+from mlfs_dagster.settings import Settings  # noqa: E402
 
 START = SYSTEM.start
-DAYS = 45
+DAYS = 75  # labels are final after 30 days and merchant rates need 29: 16 days of training examples
 
 
 def groups(*layers: str):
@@ -72,7 +78,7 @@ def point_environment_at(home: Path) -> Settings:
 
 @pytest.fixture(scope="session")
 def world(tmp_path_factory) -> World:
-    """45 simulated days with a high fraud rate (so a tiny set still trains), raw to model, in real runs."""
+    """75 simulated days with a high fraud rate (so a tiny set still trains), raw to model, in real runs."""
     from dagster import DagsterInstance
 
     home = tmp_path_factory.mktemp("mlfs_home")

@@ -63,7 +63,7 @@ def test_training_set_version_rebuilds_exactly_from_its_input_snapshots(world):
     store = world.store()
     stored = store.read(TRAINING_SET, snapshot_id=int(metadata["iceberg/snapshot_id"].value))
     rebuilt = build_training_set(store, FRAUD_VIEW, dt.datetime.fromisoformat(metadata["as_of"].value),
-                                 history_start(SYSTEM) + FRAUD_VIEW.warm_up, snapshots=snapshots).data
+                                 history_start(SYSTEM) + FRAUD_VIEW.training_start_offset, snapshots=snapshots).data
     assert rebuilt.equals(stored.cast(rebuilt.schema))
 
 
@@ -211,19 +211,19 @@ def test_column_descriptions_and_pii_tags_flow_into_training_set_and_predictions
 
 
 def test_realised_performance_never_scores_days_the_model_learnt_from_and_refuses_immature_ones(world):
-    matured = (day(10), day(11))  # reports arrived through day 45: labels are final for days before day 16
+    matured = (day(10), day(11))  # reports arrived through day 75: labels are final for days before day 46
     assert world.materialize(AssetSelection.assets(key("fraud_model_predictions")), matured).success
     result = world.materialize(performance(), matured)
     assert result.success
     events = [e for e in result.get_asset_materialization_events() if e.asset_key == key("fraud_model_performance")]
     assert sorted(e.partition for e in events) == [d.isoformat() for d in matured]
-    for event in events:  # the champion was trained on days 8 to 15: these days would measure memory
+    for event in events:  # the champion was trained on days 30 to 45: these days would measure memory
         metadata = event.materialization.metadata
         assert metadata["out_of_sample"].value is False and "roc_auc" not in metadata
-    immature = world.materialize(performance(), (day(20), day(20)))
+    immature = world.materialize(performance(), (day(50), day(50)))
     assert not immature.success
     failure = immature.get_step_failure_events()[0].step_failure_data.error.message
-    assert "final only once fraud_reports has been delivered up to 2026-02-20" in failure
+    assert "final only once fraud_reports has been delivered up to 2026-03-22" in failure
 
 
 def test_each_new_day_is_ingested_on_schedule_and_followed_downstream_by_dagster_itself(world):
@@ -246,7 +246,7 @@ def test_a_failed_run_is_reported_on_the_run_the_asset_and_the_log(world):
 
     from mlfs_dagster.builders.alerts import FAILURE_TAG, failure_sensor_name
 
-    failed = world.materialize(performance(), (day(30), day(30)))  # labels not final yet: the run fails
+    failed = world.materialize(performance(), (day(60), day(60)))  # labels not final yet: the run fails
     assert not failed.success
     run = world.instance.get_run_by_id(failed.run_id)
     sensor = world.defs.resolve_sensor_def(failure_sensor_name(SYSTEM))
@@ -254,6 +254,6 @@ def test_a_failed_run_is_reported_on_the_run_the_asset_and_the_log(world):
         .for_run_failure()
     sensor(context)
     cause = world.instance.get_run_by_id(failed.run_id).tags[FAILURE_TAG]
-    assert cause.startswith("card_fraud__fraud_model_performance: labels of the examples up to 2026-01-31")
+    assert cause.startswith("card_fraud__fraud_model_performance: labels of the examples up to 2026-03-02")
     observation = world.instance.fetch_observations(key("fraud_model_performance"), limit=1).records[0]
     assert observation.asset_observation.metadata["failed_run"].value == failed.run_id

@@ -1,5 +1,5 @@
 """The card-fraud simulator: determinism, file layout and schemas, fraud patterns and their legitimate
-look-alikes, drift injection, CLI."""
+look-alikes, drift injection and its end, the recorded config and daily extension, CLI."""
 
 import argparse
 import dataclasses
@@ -22,6 +22,8 @@ from card_fraud.simulator import (
     SimulationConfig,
     add_arguments,
     config_from_args,
+    extend,
+    recorded_config,
     simulate,
 )
 
@@ -59,6 +61,16 @@ def file_hashes(landing: Path) -> dict[str, str]:
         for path in sorted(landing.rglob("*"))
         if path.is_file()
     }
+
+
+def modification_times(landing: Path) -> dict[str, int]:
+    files = (path for path in landing.rglob("*") if path.is_file())
+    return {str(path.relative_to(landing)): path.stat().st_mtime_ns for path in files}
+
+
+def file_date(name: str) -> str:
+    """The date of a day file's relative path, "" for the ground truth files."""
+    return name.split("date=")[1][:10] if "date=" in name else ""
 
 
 def read(landing: Path, source: str) -> pd.DataFrame:
@@ -307,7 +319,7 @@ def test_mean_shift_raises_amounts_from_its_start_and_leaves_earlier_files_uncha
     assert after_over_before(tmp_path) > 1.6
     assert 0.8 < after_over_before(landing) < 1.25
     with_drift, without = file_hashes(tmp_path), file_hashes(landing)
-    earlier = [name for name in without if "date=" in name and name.split("date=")[1][:10] < str(DRIFT_START)]
+    earlier = [name for name in without if "" < file_date(name) < str(DRIFT_START)]
     assert len(earlier) == 4 * 6
     assert all(with_drift[name] == without[name] for name in earlier)
     later = [name for name in without if name.startswith("transactions/") and name not in earlier]
@@ -317,7 +329,15 @@ def test_mean_shift_raises_amounts_from_its_start_and_leaves_earlier_files_uncha
         "seed": 11,
         "start_date": "2026-01-01",
         "days": 12,
-        "drifts": [{"start": str(DRIFT_START), "kind": "mean_shift", "columns": ["amount"], "strength": 1.0}],
+        "drifts": [
+            {
+                "start": str(DRIFT_START),
+                "end": None,
+                "kind": "mean_shift",
+                "columns": ["amount"],
+                "strength": 1.0,
+            }
+        ],
     }
 
 
@@ -345,6 +365,76 @@ def test_concept_change_turns_fraud_into_ordinary_looking_purchases(tmp_path):
     assert not (txns.loc[~after, "fraud_type"] == "counterfeit_card").any()
 
 
+def test_a_drift_that_ends_leaves_the_files_from_its_end_on_as_without_it(landing, tmp_path):
+    start, end = START + dt.timedelta(days=3), START + dt.timedelta(days=6)
+    drifted_dates = {start + dt.timedelta(days=day) for day in range(3)}
+    drifts = (
+        DriftSpec(start, "mean_shift", ("amount",), end=end),
+        DriftSpec(start, "category_mix", ("country",), 3.0, end=end),
+    )
+    simulate(dataclasses.replace(SMALL, drifts=drifts), tmp_path)
+    # Neither drift changes how many transactions there are or which are fraud: only the drifted days differ.
+    with_drift, without = file_hashes(tmp_path), file_hashes(landing)
+    changed = {name for name in without if with_drift[name] != without[name]}
+    drifted_files = {f"transactions/date={date}/part-0.parquet" for date in drifted_dates}
+    assert changed == drifted_files | {"_ground_truth/drift.json", "_ground_truth/simulation.json"}
+    txns = read(tmp_path, "transactions")
+    assert set(txns.loc[txns["country"].isin(NEW_COUNTRIES), "file_date"]) == drifted_dates
+    truth = json.loads((tmp_path / "_ground_truth" / "drift.json").read_text())
+    assert [(d["start"], d["end"]) for d in truth["drifts"]] == [(str(start), str(end))] * 2
+
+
+def test_fraud_returns_to_its_old_patterns_when_a_concept_change_ends(tmp_path):
+    end = DRIFT_START + dt.timedelta(days=3)
+    drift = DriftSpec(DRIFT_START, "concept_change", (), end=end)
+    simulate(dataclasses.replace(SMALL, drifts=(drift,)), tmp_path)
+    txns = transactions_with_truth(tmp_path)
+    counterfeit = txns["fraud_type"] == "counterfeit_card"
+    assert set(txns.loc[counterfeit, "file_date"]) == {DRIFT_START + dt.timedelta(days=d) for d in range(3)}
+    after = txns[(txns["file_date"] >= end) & txns["is_fraud"]]
+    assert {"card_testing_burst", "impossible_travel"} <= set(after["fraud_type"])
+
+
+def test_the_whole_config_is_recorded(landing, tmp_path):
+    assert recorded_config(landing) == SMALL
+    assert recorded_config(tmp_path) is None
+    drift = DriftSpec(DRIFT_START, "category_mix", ("channel",), 2, end=DRIFT_START + dt.timedelta(days=2))
+    config = dataclasses.replace(SMALL, days=2, drifts=(drift,))
+    simulate(config, tmp_path)
+    assert recorded_config(tmp_path) == config
+
+
+def test_extend_writes_the_days_a_longer_run_writes_and_leaves_existing_files_alone(tmp_path):
+    drifts = (
+        DriftSpec(START + dt.timedelta(days=3), "concept_change", (), end=START + dt.timedelta(days=7)),
+        DriftSpec(START + dt.timedelta(days=4), "mean_shift", ("amount",)),
+    )
+    config = dataclasses.replace(SMALL, drifts=drifts)
+    simulate(config, tmp_path / "at_once")
+    extended = tmp_path / "extended"
+    simulate(dataclasses.replace(config, days=5), extended)
+    before, written_at = file_hashes(extended), modification_times(extended)
+
+    new_dates = extend(extended, through=START + dt.timedelta(days=11))
+
+    assert new_dates == [START + dt.timedelta(days=day) for day in range(5, 12)]
+    assert file_hashes(extended) == file_hashes(tmp_path / "at_once")  # day files and ground truth alike
+    day_files = [name for name in before if file_date(name)]
+    assert len(day_files) == 4 * 5
+    assert all(modification_times(extended)[name] == written_at[name] for name in day_files)
+    assert recorded_config(extended) == config
+
+
+def test_extend_is_idempotent_and_needs_a_recorded_simulation(landing, tmp_path):
+    before, written_at = file_hashes(landing), modification_times(landing)
+    last_day = START + dt.timedelta(days=SMALL.days - 1)
+    assert extend(landing, through=last_day) == []
+    assert extend(landing, through=START) == []
+    assert (file_hashes(landing), modification_times(landing)) == (before, written_at)
+    with pytest.raises(FileNotFoundError, match="no simulation recorded"):
+        extend(tmp_path, through=last_day)
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -356,6 +446,10 @@ def test_concept_change_turns_fraud_into_ordinary_looking_purchases(tmp_path):
         ),
         ("2026-02-14:concept_change:-", DriftSpec(dt.date(2026, 2, 14), "concept_change", ())),
         ("2026-02-14:concept_change::2", DriftSpec(dt.date(2026, 2, 14), "concept_change", (), 2.0)),
+        (
+            "2026-02-14..2026-02-21:concept_change:-",
+            DriftSpec(dt.date(2026, 2, 14), "concept_change", (), end=dt.date(2026, 2, 21)),
+        ),
     ],
 )
 def test_drift_spec_parses(text, expected):
@@ -365,9 +459,13 @@ def test_drift_spec_parses(text, expected):
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        ("mean_shift", "expected DATE:KIND:COLUMNS"),
-        ("2026-02-14:mean_shift:amount:1:2", "expected DATE:KIND:COLUMNS"),
-        ("2026-14-02:mean_shift:amount", "is not a date"),
+        ("mean_shift", "expected START\\[..END\\]:KIND:COLUMNS"),
+        ("2026-02-14:mean_shift:amount:1:2", "expected START\\[..END\\]:KIND:COLUMNS"),
+        ("2026-14-02:mean_shift:amount", "start '2026-14-02' is not a date"),
+        ("2026-02-14..2026-02-30:mean_shift:amount", "end '2026-02-30' is not a date"),
+        ("2026-02-14..:mean_shift:amount", "end '' is not a date"),
+        ("2026-02-14..2026-02-14:mean_shift:amount", "drift end must be a date after its start 2026-02-14"),
+        ("2026-02-14..2026-02-01:mean_shift:amount", "drift end must be a date after its start"),
         ("2026-02-14:explode:amount", "unknown drift kind 'explode'"),
         ("2026-02-14:mean_shift:colour", "cannot act on \\['colour'\\]"),
         ("2026-02-14:mean_shift:channel", "cannot act on \\['channel'\\]"),
@@ -418,7 +516,8 @@ def test_command_line_arguments_build_the_config():
     args = parser.parse_args(
         ["--start-date", "2026-03-01", "--days", "5", "--cards", "50", "--merchants", "20"]
         + ["--transactions-per-day", "100", "--fraud-rate", "0.01", "--seed", "3"]
-        + ["--drift", "2026-03-03:mean_shift:amount:0.5", "--drift", "2026-03-04:concept_change:-"]
+        + ["--drift", "2026-03-03:mean_shift:amount:0.5"]
+        + ["--drift", "2026-03-04..2026-03-05:concept_change:-"]
     )
     assert config_from_args(args) == SimulationConfig(
         start_date=dt.date(2026, 3, 1),
@@ -430,7 +529,7 @@ def test_command_line_arguments_build_the_config():
         seed=3,
         drifts=(
             DriftSpec(dt.date(2026, 3, 3), "mean_shift", ("amount",), 0.5),
-            DriftSpec(dt.date(2026, 3, 4), "concept_change", ()),
+            DriftSpec(dt.date(2026, 3, 4), "concept_change", (), end=dt.date(2026, 3, 5)),
         ),
     )
     assert config_from_args(parser.parse_args([])) == SimulationConfig()

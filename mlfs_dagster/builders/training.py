@@ -71,7 +71,7 @@ def training_set_asset(system: System, view: FeatureViewSpec) -> AssetsDefinitio
     def training_set(context: AssetExecutionContext, config: TrainingSetConfig, offline_store: OfflineStoreResource):
         store = offline_store.open()
         built = build_training_set(store, view, _as_of(context, system, view, config),
-                                   history_start(system) + view.warm_up)
+                                   history_start(system) + view.training_start_offset)
         previous = _latest_version(store, view)
         if previous and _same_rows(store.read(view.table, snapshot_id=previous[1]), built.data):
             version, snapshot_id, changed = previous[0], previous[1], False  # nothing new to learn from

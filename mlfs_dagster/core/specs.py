@@ -164,6 +164,7 @@ class FeatureGroupSpec:
     time_column: str = "event_time"
     identifiers: tuple[str, ...] = ()  # identify a row beyond entity and time; never served as features
     created_column: str | None = None  # breaks ties between rows of one key and time
+    warm_up: dt.timedelta | None = None  # history before every window is full; default: the longest lookback
     system: str = ""
 
     @property
@@ -185,8 +186,13 @@ class FeatureGroupSpec:
 
     @property
     def lookback(self) -> dt.timedelta:
-        """History the group needs before its values are complete (its warm-up)."""
+        """The longest history any input is read over."""
         return max((i.lookback or dt.timedelta(0) for i in self.inputs), default=dt.timedelta(0))
+
+    @property
+    def history_needed(self) -> dt.timedelta:
+        """History after the system's start before the group's values are complete (every window full)."""
+        return self.warm_up if self.warm_up is not None else self.lookback
 
     def validate(self) -> None:
         names = [c.name for c in self.columns]
@@ -257,7 +263,9 @@ class FeatureViewSpec:
     The spine is a source or group whose rows are the examples (`spine_keys` identify one); its
     `spine_columns` are what the examples carry (entity keys, request-time values). `on_demand` is one
     function (Arrow table -> Arrow table with `on_demand_columns` added), called by the training-set
-    builder and by inference alike. Training rows start `warm_up` after the system's first partition.
+    builder and by inference alike. Training rows start once every selected group's windows are full
+    (`training_start_offset`), or `warm_up` after the system's first partition if that is later: a feature
+    still filling its window would teach the model values it never sees in service, and show as drift.
     """
 
     name: str
@@ -277,6 +285,10 @@ class FeatureViewSpec:
     @property
     def asset_name(self) -> str:
         return f"{self.name}_training_set"
+
+    @property
+    def training_start_offset(self) -> dt.timedelta:
+        return max([self.warm_up, *(s.group.history_needed for s in self.selections)])
 
     @property
     def table(self) -> str:
