@@ -20,6 +20,8 @@ from card_fraud.simulator import DriftSpec, SimulationConfig, recorded_config, s
 from mlfs_dagster.settings import Settings
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# One process per run, as `dagster.materialize` does: a subprocess per step would import the libraries again.
+IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
 PROGRESS_DAYS = 15  # the slowest stage (drift reports) runs in chunks, so the terminal shows progress
 
 
@@ -166,7 +168,7 @@ class Runner:
         from mlfs_dagster.builders.common import range_tags
 
         result = self.location.run(
-            self.instance, selection, run_config=QUIET,
+            self.instance, selection, run_config={**QUIET, **IN_PROCESS},
             tags={**(range_tags(*(d.isoformat() for d in days)) if days else {}), **(tags or {})},
         )
         if not result.success:

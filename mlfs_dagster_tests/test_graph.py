@@ -257,3 +257,52 @@ def test_a_failed_run_is_reported_on_the_run_the_asset_and_the_log(world):
     assert cause.startswith("card_fraud__fraud_model_performance: labels of the examples up to 2026-03-02")
     observation = world.instance.fetch_observations(key("fraud_model_performance"), limit=1).records[0]
     assert observation.asset_observation.metadata["failed_run"].value == failed.run_id
+
+
+def test_realised_performance_is_scheduled_on_the_partition_whose_labels_just_became_final(world):
+    from dagster import build_schedule_context
+
+    schedule = world.defs.resolve_schedule_def("card_fraud__fraud_model_performance")
+    with build_schedule_context(instance=world.instance, repository_def=world.defs.get_repository_def(),
+                                scheduled_execution_time=dt.datetime(2026, 3, 2, 1, tzinfo=dt.UTC)) as context:
+        requests = list(schedule.evaluate_tick(context).run_requests)
+    # Reports delivered through 2026-03-01 make final the labels of examples before 2026-01-31.
+    assert [(r.partition_key, r.run_key) for r in requests] == [("2026-01-30", "2026-01-30")]
+    with build_schedule_context(instance=world.instance, repository_def=world.defs.get_repository_def(),
+                                scheduled_execution_time=dt.datetime(2026, 1, 20, 1, tzinfo=dt.UTC)) as context:
+        assert not schedule.evaluate_tick(context).run_requests  # nothing has matured yet
+
+
+def test_a_sustained_fall_of_realised_performance_requests_one_retraining(world):
+    from dagster import Config, DagsterInstance, MaterializeResult, asset, materialize
+
+    from mlfs_dagster.builders.common import partitions
+    from mlfs_dagster.builders.monitoring import sensor_name
+
+    class Realised(Config):
+        gap: float  # realised pr_auc minus the serving version's validation pr_auc
+
+    @asset(key=key("fraud_model_performance"), partitions_def=partitions(SYSTEM))
+    def performance_with_known_gap(config: Realised):
+        return MaterializeResult(metadata={"pr_auc_vs_validation": config.gap, "model_version": "1"})
+
+    instance = DagsterInstance.ephemeral()
+    sensor = world.defs.resolve_sensor_def(sensor_name(SYSTEM, FRAUD_MODEL))
+
+    def realised(partition, gap):
+        materialize([performance_with_known_gap], partition_key=partition, instance=instance,
+                    run_config={"ops": {"card_fraud__fraud_model_performance": {"config": {"gap": gap}}}})
+
+    def tick():
+        with build_sensor_context(instance=instance, definitions=world.defs) as context:
+            return sensor(context)
+
+    for number, gap in enumerate([-0.05, -0.3, -0.2, -0.25, -0.3]):
+        realised(f"2026-02-0{number + 1}", gap)
+    assert not tick().run_requests  # four degraded days: noise, until a fifth confirms it
+    realised("2026-02-06", -0.2)
+    requests = tick().run_requests
+    assert [r.run_key for r in requests] == ["fraud_model-retrain-v1-performance-from-2026-02-02T0000"]
+    assert requests[0].tags["mlfs/trigger"] == "realised_performance"
+    realised("2026-02-07", -0.4)  # the same episode goes on: the same key, which the daemon runs once
+    assert [r.run_key for r in tick().run_requests] == [requests[0].run_key]

@@ -22,7 +22,7 @@ from mlfs_dagster.builders.features import feature_group_asset
 from mlfs_dagster.builders.inference import predictions_asset
 from mlfs_dagster.builders.models import model_assets
 from mlfs_dagster.builders.monitoring import drift_report_asset, retraining_sensor
-from mlfs_dagster.builders.performance import performance_asset
+from mlfs_dagster.builders.performance import performance_asset, performance_schedule
 from mlfs_dagster.builders.raw import source_asset
 from mlfs_dagster.builders.training import training_set_asset
 from mlfs_dagster.core.specs import System
@@ -38,20 +38,22 @@ def system_definitions(system: System) -> Definitions:
     assets += [feature_group_asset(system, g) for g in system.feature_groups]
     training_sets = {v.name: training_set_asset(system, v) for v in system.feature_views}
     assets += training_sets.values()
-    sensors = [failure_sensor(system)]
+    sensors, schedules = [failure_sensor(system)], []
     for model in system.models:
         candidate, champion = model_assets(system, model)
         assets += [candidate, champion, predictions_asset(system, model), drift_report_asset(system, model),
                    performance_asset(system, model)]
         sensors.append(retraining_sensor(system, model, [training_sets[model.feature_view.name], candidate, champion]))
+        schedules.append(performance_schedule(system, model))
     sensors.append(AutomationConditionSensorDefinition(
         f"{system.name}__daily_automation",
         target=AssetSelection.assets(*assets),
         default_status=DefaultSensorStatus.RUNNING if system.automation_on else DefaultSensorStatus.STOPPED,
         description=f"Takes each new partition of {system.name} through raw, features, inference and monitoring by "
-        "the assets' automation conditions, and rebuilds training sets on their schedule.",
+        "the assets' automation conditions, and rebuilds training sets on their schedule (realised performance "
+        "follows its own schedule, once labels are final).",
     ))
-    return Definitions(assets=assets, sensors=sensors)
+    return Definitions(assets=assets, sensors=sensors, schedules=schedules)
 
 
 def build_definitions(*systems: System) -> Definitions:

@@ -36,7 +36,7 @@ from mlfs_dagster.core.offline_store import OfflineStore
 from mlfs_dagster.builders.inference import predict, prediction_column
 from mlfs_dagster.builders.training import labels_known_until
 from mlfs_dagster.core.registry import ModelRegistry
-from mlfs_dagster.core.retraining import PartitionDrift, decide, drift_episodes
+from mlfs_dagster.core.retraining import PartitionSignal, decide, episodes
 from mlfs_dagster.core.specs import ModelSpec, System
 from mlfs_dagster.core.training import SPLIT
 from mlfs_dagster.resources import ModelRegistryResource, OfflineStoreResource, ReportStoreResource
@@ -166,13 +166,15 @@ def _reference(store: OfflineStore, registry: ModelRegistry, model: ModelSpec, v
 
 
 def retraining_sensor(system: System, model: ModelSpec, targets: list[AssetsDefinition]) -> SensorDefinition:
-    """Turns sustained drift into retraining once per episode, when final labels can teach the model something.
+    """Turns sustained drift, or a sustained fall of realised performance, into retraining once per episode, when
+    final labels can teach the model something.
 
     Every tick re-reads the latest report of each partition and decides each episode again: deferred episodes
     are requested once their labels are final, and an episode already requested keeps its run key, so the
     daemon never repeats it (after a restart, or when reports are re-materialized).
     """
     watched = asset_key(system, drift_asset_name(model))
+    realised = asset_key(system, f"{model.name}_performance")
     view = model.feature_view
 
     @sensor(
@@ -181,21 +183,27 @@ def retraining_sensor(system: System, model: ModelSpec, targets: list[AssetsDefi
             f"Retrains `{model.registered_name}` (training set, model, champion) when {model.drifted_partitions_to_retrain} "
             f"consecutive partitions of {drift_asset_name(model)} reach a drift share of {model.drift_share_to_retrain}, "
             f"once {model.new_labelled_partitions_to_retrain} partitions from the drift onset have final labels "
-            f"({view.label.maturity} after each example). Drift on partitions with quarantined rows is an alert, not "
-            "a retrain. One run per episode (model version and onset), whatever the reruns."
+            f"({view.label.maturity} after each example); or when {model.degraded_partitions_to_retrain} consecutive "
+            f"partitions of realised {model.watched_metric} lie {model.performance_drop_to_retrain} or more below "
+            "validation. Drift on partitions with quarantined rows is an alert, not a retrain. One run per episode "
+            "(cause, model version and onset), whatever the reruns."
         ),
         target=targets,
         default_status=DefaultSensorStatus.RUNNING,
         minimum_interval_seconds=60,
     )
     def drift_retraining(context: SensorEvaluationContext):
-        episodes = drift_episodes(_latest_reports(context.instance, system, watched), system.step,
-                                  model.drift_share_to_retrain, model.drifted_partitions_to_retrain)
-        if not episodes:
-            return SensorResult(skip_reason="no sustained drift")
+        found = episodes(_latest_signals(context.instance, system, watched, _drift_share), system.step,
+                         model.drift_share_to_retrain, model.drifted_partitions_to_retrain)
+        if model.watched_metric:
+            found += episodes(_latest_signals(context.instance, system, realised, _performance_drop(model)),
+                              system.step, model.performance_drop_to_retrain, model.degraded_partitions_to_retrain,
+                              cause="performance")
+        if not found:
+            return SensorResult(skip_reason="no sustained drift or fall of realised performance")
         known = labels_known_until(context.instance, system, view)
         decisions = [decide(e, known, view.label.maturity, system.step, model.new_labelled_partitions_to_retrain,
-                            _quarantine_shares(context.instance, system, view.spine, e.partitions)) for e in episodes]
+                            _quarantine_shares(context.instance, system, view.spine, e.partitions)) for e in found]
         requests = [_retraining_request(model, d) for d in decisions if d.action == "retrain"]
         if requests:
             return SensorResult(run_requests=requests)
@@ -212,24 +220,37 @@ def _retraining_request(model: ModelSpec, decision) -> RunRequest:
     episode = decision.episode
     return RunRequest(
         run_key=retraining_run_key(model, episode),
-        tags={RETRAIN_TRIGGER_TAG: "feature_drift", EPISODE_TAG: episode.key, REASON_TAG: decision.reason[:1000],
+        tags={RETRAIN_TRIGGER_TAG: "feature_drift" if episode.cause == "drift" else "realised_performance",
+              EPISODE_TAG: episode.key, REASON_TAG: decision.reason[:1000],
               DRIFTED_PARTITIONS_TAG: ",".join(f"{p:%Y-%m-%dT%H:%M}" for p in episode.partitions)[:1000]},
     )
 
 
-def _latest_reports(instance, system: System, key) -> list[PartitionDrift]:
-    """Each partition's latest drift report (a re-materialized report replaces the older one)."""
+def _drift_share(metadata) -> float | None:
+    return metadata["drift_share"].value if "drift_share" in metadata else None
+
+
+def _performance_drop(model: ModelSpec):
+    """How far the realised watched metric fell below validation; None where the day is not scored."""
+    gap = f"{model.watched_metric}_vs_validation"
+
+    def drop(metadata) -> float | None:
+        return -metadata[gap].value if gap in metadata else None
+
+    return drop
+
+
+def _latest_signals(instance, system: System, key, signal) -> list[PartitionSignal]:
+    """Each partition's figure from its latest materialization (a re-materialized report replaces the older)."""
     records = instance.fetch_materializations(AssetRecordsFilter(asset_key=key), limit=10_000).records
     latest = {}
     for record in records:  # newest first
         if record.partition_key not in latest:
             metadata = record.asset_materialization.metadata
-            latest[record.partition_key] = PartitionDrift(
-                partitions(system).time_window_for_partition_key(record.partition_key).start,
-                metadata["drift_share"].value if "drift_share" in metadata else 0.0,
-                str(metadata["model_version"].value) if "model_version" in metadata else "unknown",
-            )
-    return list(latest.values())
+            latest[record.partition_key] = (
+                partitions(system).time_window_for_partition_key(record.partition_key).start, signal(metadata),
+                str(metadata["model_version"].value) if "model_version" in metadata else "unknown")
+    return [PartitionSignal(*figures) for figures in latest.values() if figures[1] is not None]
 
 
 def _quarantine_shares(instance, system: System, source, starts) -> dict:

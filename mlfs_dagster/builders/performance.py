@@ -11,16 +11,22 @@ from dagster import (
     AssetExecutionContext,
     AssetsDefinition,
     BackfillPolicy,
+    DefaultScheduleStatus,
     Failure,
     MaterializeResult,
     MetadataValue,
+    RunRequest,
+    ScheduleDefinition,
+    ScheduleEvaluationContext,
     TimeWindowPartitionMapping,
     asset,
+    schedule,
 )
 
 from mlfs_dagster.builders.common import (
     asset_key,
     group_name,
+    history_start,
     partition_key,
     partition_range,
     partitions,
@@ -101,6 +107,31 @@ def performance_asset(system: System, model: ModelSpec) -> AssetsDefinition:
         return MaterializeResult(metadata={"iceberg/snapshot_id": str(snapshot_id)})
 
     return performance
+
+
+def performance_schedule(system: System, model: ModelSpec) -> ScheduleDefinition:
+    """Each period, once the label source's newest partition is ingested, scores the partition whose labels
+    have just become final: the one that ended a label maturity ago."""
+    key = asset_key(system, performance_asset_name(model))
+    maturity = model.feature_view.label.maturity
+
+    @schedule(
+        name=f"{system.name}__{performance_asset_name(model)}",
+        cron_schedule="20 * * * *" if system.cadence == "hourly" else "0 1 * * *",  # after ingestion
+        execution_timezone="UTC",
+        target=[key],
+        default_status=DefaultScheduleStatus.RUNNING if system.automation_on else DefaultScheduleStatus.STOPPED,
+        description=f"Scores `{model.registered_name}`'s predictions of the partition whose labels became final "
+        f"({maturity} after its end), each period.",
+    )
+    def realised_performance(context: ScheduleEvaluationContext):
+        within = context.scheduled_execution_time - maturity - system.step  # inside the partition just matured
+        if within < history_start(system):
+            return None
+        matured = partitions(system).get_partition_key_for_timestamp(within.timestamp())
+        return RunRequest(run_key=matured, partition_key=matured)
+
+    return realised_performance
 
 
 _SCHEMA = pa.schema([("day", pa.timestamp("us", tz="UTC")), ("model_version", pa.string()),

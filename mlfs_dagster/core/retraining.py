@@ -1,11 +1,14 @@
-"""When drift should retrain a model: sustained drift episodes and the decision for each, with its reason.
+"""When monitoring should retrain a model: sustained episodes and the decision for each, with its reason.
 
-An episode is a run of consecutive drifted partitions served by one model version; it is keyed by what it is
-(the model version and the first drifted partition), so handling the same reports again, after a daemon
-restart or a re-run of the reports, decides the same thing and requests nothing new. An episode retrains only
-when the data can teach a new model something: enough partitions from the drift onset must have final labels
-(labels mature after the label's delay). Drift that coincides with a data-quality incident (rows quarantined
-from the same partitions) is an alert, not a reason to retrain on broken data.
+An episode is a run of consecutive flagged partitions served by one model version: feature drift at or above
+the model's drift share, or realised performance (once labels are final) fallen below the version's
+validation figure by more than the model's tolerance. It is keyed by what it is (its cause, the model version
+and the first flagged partition), so handling the same reports again, after a daemon restart or a re-run of
+the reports, decides the same thing and requests nothing new. A drift episode retrains only when the data can
+teach a new model something: enough partitions from the onset must have final labels (labels mature after
+the label's delay); a performance episode has them by construction. An episode that coincides with a
+data-quality incident (rows quarantined from the same partitions) is an alert, not a reason to retrain on
+broken data.
 """
 
 from __future__ import annotations
@@ -18,16 +21,19 @@ QUARANTINE_SHARE_INCIDENT = 0.01  # a larger share of a partition's rows quarant
 
 
 @dataclass(frozen=True)
-class PartitionDrift:
+class PartitionSignal:
+    """A partition's monitoring figure: its drift share, or how far a realised metric fell below validation."""
+
     start: dt.datetime
-    drift_share: float
+    value: float
     model_version: str
 
 
 @dataclass(frozen=True)
 class Episode:
     model_version: str
-    partitions: tuple[dt.datetime, ...]  # the consecutive drifted partitions, first is the onset
+    partitions: tuple[dt.datetime, ...]  # the consecutive flagged partitions, first is the onset
+    cause: Literal["drift", "performance"] = "drift"
 
     @property
     def onset(self) -> dt.datetime:
@@ -35,7 +41,8 @@ class Episode:
 
     @property
     def key(self) -> str:
-        return f"v{self.model_version}-from-{self.onset:%Y-%m-%dT%H%M}"
+        cause = "" if self.cause == "drift" else f"{self.cause}-"
+        return f"v{self.model_version}-{cause}from-{self.onset:%Y-%m-%dT%H%M}"
 
 
 @dataclass(frozen=True)
@@ -45,15 +52,15 @@ class Decision:
     reason: str
 
 
-def drift_episodes(reports: list[PartitionDrift], step: dt.timedelta, threshold: float,
-                   sustained: int) -> list[Episode]:
+def episodes(signals: list[PartitionSignal], step: dt.timedelta, threshold: float, sustained: int,
+             cause: Literal["drift", "performance"] = "drift") -> list[Episode]:
     """Runs of at least `sustained` consecutive partitions at or above `threshold`, per serving version.
 
     A gap (a partition without a report) or a change of serving model ends a run.
     """
     runs, run = [], []
-    for report in sorted(reports, key=lambda r: r.start):
-        drifted = report.drift_share >= threshold
+    for report in sorted(signals, key=lambda r: r.start):
+        drifted = report.value >= threshold
         follows = bool(run) and report.start - run[-1].start == step and report.model_version == run[-1].model_version
         if drifted and follows:
             run.append(report)
@@ -61,7 +68,7 @@ def drift_episodes(reports: list[PartitionDrift], step: dt.timedelta, threshold:
             runs.append(run)
             run = [report] if drifted else []
     runs.append(run)
-    return [Episode(r[0].model_version, tuple(p.start for p in r)) for r in runs if len(r) >= sustained]
+    return [Episode(r[0].model_version, tuple(p.start for p in r), cause) for r in runs if len(r) >= sustained]
 
 
 def decide(episode: Episode, labels_known_until: dt.datetime | None, maturity: dt.timedelta, step: dt.timedelta,
@@ -71,9 +78,13 @@ def decide(episode: Episode, labels_known_until: dt.datetime | None, maturity: d
                  if p in episode.partitions and share > QUARANTINE_SHARE_INCIDENT}
     if incidents:
         worst = max(incidents, key=incidents.get)
-        return Decision(episode, "alert", f"drift from {episode.onset:%Y-%m-%d %H:%M} coincides with a data-quality "
-                        f"incident ({incidents[worst]:.1%} of rows quarantined on {worst:%Y-%m-%d %H:%M}): "
-                        "alerting, not retraining on broken data")
+        return Decision(episode, "alert", f"{episode.cause} from {episode.onset:%Y-%m-%d %H:%M} coincides with a "
+                        f"data-quality incident ({incidents[worst]:.1%} of rows quarantined on "
+                        f"{worst:%Y-%m-%d %H:%M}): alerting, not retraining on broken data")
+    if episode.cause == "performance":  # realised performance is only measured on final labels
+        return Decision(episode, "retrain", f"realised performance of model v{episode.model_version} below its "
+                        f"validation for {len(episode.partitions)} partitions from {episode.onset:%Y-%m-%d %H:%M}, "
+                        "whose labels are final: retraining")
     needed = episode.onset + new_labelled_partitions * step  # examples before this must have final labels
     final_until = labels_known_until - maturity if labels_known_until else None
     if final_until is None or final_until < needed:

@@ -366,7 +366,10 @@ class ModelSpec:
     `alert_threshold` (binary models): scores at or above it are alerts. Retraining follows sustained drift
     (`drifted_partitions_to_retrain` consecutive partitions with a drift share of `drift_share_to_retrain`
     or more), and waits until `new_labelled_partitions_to_retrain` partitions from the drift onset have final
-    labels: before that, a new model could not learn anything the champion did not.
+    labels: before that, a new model could not learn anything the champion did not. A sustained fall of
+    realised performance retrains too: `degraded_partitions_to_retrain` consecutive partitions whose realised
+    `watched_metric` (the first gate's metric) lies `performance_drop_to_retrain` or more below the serving
+    version's validation figure. One day's metric is noisy; the run of partitions is what makes it a signal.
     """
 
     name: str
@@ -381,7 +384,13 @@ class ModelSpec:
     drift_share_to_retrain: float = 0.5
     drifted_partitions_to_retrain: int = 2  # sustained drift: this many consecutive drifted partitions
     new_labelled_partitions_to_retrain: int = 7  # final labels from the drift onset a retrain needs to learn from
+    performance_drop_to_retrain: float = 0.15
+    degraded_partitions_to_retrain: int = 5
     system: str = ""
+
+    @property
+    def watched_metric(self) -> str | None:
+        return self.gates[0].metric if self.gates else None
 
     @property
     def registered_name(self) -> str:
