@@ -306,3 +306,14 @@ def test_a_sustained_fall_of_realised_performance_requests_one_retraining(world)
     assert requests[0].tags["mlfs/trigger"] == "realised_performance"
     realised("2026-02-07", -0.4)  # the same episode goes on: the same key, which the daemon runs once
     assert [r.run_key for r in tick().run_requests] == [requests[0].run_key]
+
+
+def test_checks_of_a_range_run_give_one_result_per_partition(world):
+    from dagster import AssetCheckKey
+
+    history = world.instance.event_log_storage.get_asset_check_execution_history(
+        AssetCheckKey(key("raw_transactions"), "quarantine_rate"), limit=1_000)
+    by_partition = {record.partition: record for record in history if record.partition}
+    assert set(by_partition) >= {day(n).isoformat() for n in range(1, DAYS + 1)}  # the backfill's every day
+    evaluation = by_partition[day(3).isoformat()].event.dagster_event.event_specific_data
+    assert evaluation.passed and evaluation.metadata["quarantined_rows"].value == 0

@@ -6,12 +6,16 @@ from functools import cache
 
 import pyarrow as pa
 from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckResult,
+    AssetCheckSeverity,
     AssetExecutionContext,
     AssetKey,
     AutomationCondition,
     DailyPartitionsDefinition,
     FreshnessPolicy,
     HourlyPartitionsDefinition,
+    MetadataValue,
     TableColumn,
     TableSchema,
     TimeWindowPartitionsDefinition,
@@ -59,6 +63,21 @@ def add_partition_metadata(context: AssetExecutionContext, system: System,
     """Each partition's own figures on its own materialization (never a range total copied onto each)."""
     for period_start, values in figures.items():
         context.add_asset_metadata(dict(values), partition_key=partition_key(system, period_start))
+
+
+def check_per_partition(context: AssetExecutionContext, system: System, key: AssetKey, name: str,
+                        outcomes: Mapping[dt.datetime, tuple[bool, dict]],
+                        severity: AssetCheckSeverity = AssetCheckSeverity.ERROR) -> AssetCheckResult:
+    """A check's result for each partition of the run, keyed by period start: a range run logs one result per
+    partition, so the UI shows each day's outcome, and returns the run's overall result."""
+    if len(outcomes) > 1:
+        for start, (passed, metadata) in outcomes.items():
+            context.log_event(AssetCheckEvaluation(asset_key=key, check_name=name, passed=passed, metadata=metadata,
+                                                   severity=severity, partition=partition_key(system, start)))
+    failed = [partition_key(system, start) for start, (passed, _) in outcomes.items() if not passed]
+    metadata = next(iter(outcomes.values()))[1] if len(outcomes) == 1 else {
+        "partitions": len(outcomes), "failed_partitions": MetadataValue.json(failed)}
+    return AssetCheckResult(check_name=name, passed=not failed, severity=severity, metadata=metadata)
 
 
 def column_schema(columns: tuple[Column, ...] | pa.Schema, docs: Mapping[str, Column] | None = None) -> TableSchema:

@@ -16,10 +16,10 @@ from pydantic import Field
 
 from mlfs_dagster.builders.common import (
     add_partition_metadata,
+    check_per_partition,
     asset_key,
     group_name,
     ingest_on_schedule,
-    partition_key,
     partition_range,
     partitions,
     table_metadata,
@@ -45,11 +45,11 @@ def source_asset(system: System, spec: SourceSpec) -> AssetsDefinition:
     key = asset_key(system, spec.asset_name)
     checks = [AssetCheckSpec("unique_keys", asset=key, blocking=True,
                              description=f"No two rows of the whole table share ({', '.join(spec.unique_on)}).")]
-    checks.append(AssetCheckSpec("quarantine_rate", asset=key, description=(
+    checks.append(AssetCheckSpec("quarantine_rate", asset=key, partitions_def=partitions(system), description=(
         f"At most {QUARANTINE_SHARE_INCIDENT:.0%} of each period's rows are quarantined; more is a data-quality incident "
         f"upstream (the rows and their reasons are in `{spec.quarantine_table}`).")))
     if spec.must_arrive:
-        checks.append(AssetCheckSpec("not_empty", asset=key, blocking=True,
+        checks.append(AssetCheckSpec("not_empty", asset=key, blocking=True, partitions_def=partitions(system),
                                      description="Every ingested period has rows."))
     delivery = "delivered once or now and then" if spec.delivery == "reference" else f"delivered per {system.cadence} period"
     layout = "date=YYYY-MM-DD/hour=HH" if system.cadence == "hourly" else "date=YYYY-MM-DD"
@@ -79,24 +79,21 @@ def source_asset(system: System, spec: SourceSpec) -> AssetsDefinition:
                       "landing_files": MetadataValue.json(p.paths)}
             for p in result.periods
         })
-        results = [_unique_keys(store, spec), _quarantine_rate(system, result.periods)]
+        results = [_unique_keys(store, spec), check_per_partition(
+            context, system, key, "quarantine_rate", {p.start: _quarantine_rate(p) for p in result.periods},
+            AssetCheckSeverity.WARN)]
         if spec.must_arrive:
-            empty = [p.start.isoformat() for p in result.periods if p.rows == 0]
-            results.append(AssetCheckResult(check_name="not_empty", passed=not empty,
-                                            metadata={"empty_periods": MetadataValue.json(empty)}))
+            results.append(check_per_partition(context, system, key, "not_empty", {
+                p.start: (p.rows > 0, {"rows": p.rows}) for p in result.periods}))
         return MaterializeResult(metadata={"iceberg/snapshot_id": str(store.snapshot_id(spec.table))},
                                  check_results=results)
 
     return ingest_source
 
 
-def _quarantine_rate(system: System, periods) -> AssetCheckResult:
-    rates = {partition_key(system, p.start): p.quarantined / (p.quarantined + p.rows) if p.quarantined else 0.0
-             for p in periods}
-    too_many = {period: round(rate, 4) for period, rate in rates.items() if rate > QUARANTINE_SHARE_INCIDENT}
-    return AssetCheckResult(check_name="quarantine_rate", passed=not too_many, severity=AssetCheckSeverity.WARN,
-                            metadata={"max_rate": max(rates.values(), default=0.0),
-                                      "periods_over": MetadataValue.json(too_many)})
+def _quarantine_rate(period) -> tuple[bool, dict]:
+    rate = period.quarantined / (period.quarantined + period.rows) if period.quarantined else 0.0
+    return rate <= QUARANTINE_SHARE_INCIDENT, {"quarantine_rate": rate, "quarantined_rows": period.quarantined}
 
 
 def _unique_keys(store, spec: SourceSpec) -> AssetCheckResult:
