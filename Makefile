@@ -24,9 +24,10 @@ demo: install
 test: install
 	$(BIN)/pytest
 
+# The UI, and the reports its links open (http://localhost:3001).
 dev: install
 	$(BIN)/mlfs home
-	$(BIN)/dagster dev -w workspace.yaml
+	$(BIN)/mlfs reports & trap "kill $$!" EXIT; $(BIN)/dagster dev -w workspace.yaml
 
 mlflow: install
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(MLFS_HOME)/mlflow/mlflow.db \

@@ -92,6 +92,22 @@ def _land(args: argparse.Namespace) -> None:
                       "last": max(written).isoformat() if written else None}, indent=2))
 
 
+def _reports(args: argparse.Namespace) -> None:
+    import functools
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:  # one line per request would bury the terminal
+            pass
+
+    settings = Settings.from_env()
+    settings.reports.mkdir(parents=True, exist_ok=True)
+    handler = functools.partial(Quiet, directory=str(settings.reports))
+    with ThreadingHTTPServer(("127.0.0.1", args.port), handler) as server:
+        print(f"serving {settings.reports} at http://localhost:{args.port} (the UI's report links)", flush=True)
+        server.serve_forever()
+
+
 def _init(args: argparse.Namespace) -> None:
     from mlfs_dagster.scaffold import init_system
 
@@ -128,6 +144,10 @@ def main(argv: list[str] | None = None) -> None:
     status = commands.add_parser("status", help="what the stores hold now")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(run=_status)
+
+    reports = commands.add_parser("reports", help="serve the monitoring reports, so the UI's links open them")
+    reports.add_argument("--port", type=int, default=3001, help="must match MLFS_REPORTS_URL (default 3001)")
+    reports.set_defaults(run=_reports)
 
     # Installed systems add their own commands (the reference system: `simulate` and `demo`).
     for plugin in entry_points(group="mlfs.commands"):

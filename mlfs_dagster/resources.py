@@ -50,9 +50,13 @@ class ReportStoreResource(ConfigurableResource):
     """Folder for monitoring reports (Evidently HTML)."""
 
     root: str = Field(description="Folder that receives report files.")
+    base_url: str = Field(description="Where the folder is served over HTTP (`mlfs reports`), for one-click links.")
 
     def path(self, *parts: str) -> Path:
         return Path(self.root, *parts)
+
+    def url(self, path: Path) -> str:
+        return f"{self.base_url}/{path.relative_to(self.root).as_posix()}"
 
 
 def resources_from_env(settings: Settings | None = None) -> dict[str, ConfigurableResource]:
@@ -63,5 +67,5 @@ def resources_from_env(settings: Settings | None = None) -> dict[str, Configurab
         "model_registry": ModelRegistryResource(
             tracking_uri=settings.mlflow_tracking_uri, artifact_location=settings.mlflow_artifacts
         ),
-        "report_store": ReportStoreResource(root=str(settings.reports)),
+        "report_store": ReportStoreResource(root=str(settings.reports), base_url=settings.reports_url),
     }

@@ -25,6 +25,7 @@ class Settings:
     mlflow_tracking_uri: str
     mlflow_artifacts: str
     reports: Path
+    reports_url: str  # where `mlfs reports` serves the reports folder: report links in the UI point there
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -38,4 +39,5 @@ class Settings:
             mlflow_tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home}/mlflow/mlflow.db",
             mlflow_artifacts=os.environ.get("MLFS_MLFLOW_ARTIFACTS") or str(home / "mlflow" / "artifacts"),
             reports=Path(os.environ.get("MLFS_REPORTS") or home / "reports"),
+            reports_url=(os.environ.get("MLFS_REPORTS_URL") or "http://localhost:3001").rstrip("/"),
         )

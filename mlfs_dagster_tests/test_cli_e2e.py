@@ -38,3 +38,28 @@ def test_simulate_validate_backfill_preview_sensor_and_status(tmp_path):
     assert rows["card_fraud.quarantine_transactions"] == 0
     assert status["catalog"]["uri"] == f"sqlite:///{tmp_path}/iceberg/catalog.db"
     assert "__ASSET_JOB" in run(str(BIN / "dagster"), "run", "list", env=env).stdout
+
+
+def test_mlfs_reports_serves_the_reports_folder_the_ui_links_to(tmp_path):
+    import time
+    import urllib.request
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFS_", "MLFLOW_", "DAGSTER_"))}
+    env.update(MLFS_HOME=str(tmp_path), DAGSTER_HOME=str(tmp_path / "dagster"))
+    report = tmp_path / "reports" / "shop" / "model_feature_drift" / "2026-01-02.html"
+    report.parent.mkdir(parents=True)
+    report.write_text("<html><body>drift of 2026-01-02</body></html>")
+    server = subprocess.Popen([str(BIN / "mlfs"), "reports", "--port", "3917"], env=env, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert "http://localhost:3917" in server.stdout.readline()
+        for _ in range(50):
+            try:
+                body = urllib.request.urlopen("http://localhost:3917/shop/model_feature_drift/2026-01-02.html").read()
+                break
+            except OSError:
+                time.sleep(0.1)
+        assert b"drift of 2026-01-02" in body
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

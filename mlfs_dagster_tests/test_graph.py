@@ -140,6 +140,7 @@ def test_predictions_score_every_transaction_with_the_champion_and_drift_is_repo
         assert "fraud_training_set_v" in metadata["reference"].value
         assert metadata["prediction_drift"].value >= 0 and "validation scores" in metadata["prediction_drift_test"].value
         report = world.home / "reports" / "card_fraud" / "fraud_model_feature_drift" / f"{event.partition}.html"
+        assert metadata["report"].value == f"http://localhost:3001/card_fraud/fraud_model_feature_drift/{event.partition}.html"
         text = report.read_text()
         assert text.index(f"<td>{event.partition}</td>") < text.index("</body>") and "decision" in text  # header
 

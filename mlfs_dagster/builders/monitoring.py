@@ -128,7 +128,8 @@ def drift_report_asset(system: System, model: ModelSpec) -> AssetsDefinition:
                  "prediction_drift": outputs_drift.score, "prediction_drifted": outputs_drift.drifted,
                  "prediction_drift_test": f"{outputs_drift.method} against the version's validation {output}s, "
                                           f"threshold {outputs_drift.threshold}",
-                 "report": MetadataValue.path(str(result.html_path)), "dagster/row_count": result.current_rows},
+                 "report": MetadataValue.url(report_store.url(result.html_path)),
+                 "report_file": MetadataValue.path(str(result.html_path)), "dagster/row_count": result.current_rows},
                 partition_key=key,
             )
         snapshot_id = store.replace_range(model.drift_table, pa.Table.from_pylist(rows), "day", time_range)
