@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import re
+import shutil
+import threading
+import urllib.request
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urljoin
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from mlfs_dagster.core.drift import DriftResult, feature_drift
+from mlfs_dagster.core.drift import DriftResult, add_header, feature_drift
 
 NUMERICAL = ["amount", "hour", "distance_km", "txn_count_7d"]
 CATEGORICAL = ["channel", "card_present"]
@@ -54,6 +63,31 @@ def shifted_result(reference, amount_shifted, tmp_path_factory) -> DriftResult:
     """One report shared by several tests: each Evidently run takes most of a second."""
     html_path = tmp_path_factory.mktemp("drift") / "reports" / "2026-11-01" / "feature_drift.html"
     return drift(reference, amount_shifted, html_path=html_path)
+
+
+@pytest.fixture(scope="module")
+def reports_root(reference, amount_shifted, tmp_path_factory) -> Path:
+    """Two days of reports laid out as the monitoring asset does, sharing `<root>/_static`."""
+    root = tmp_path_factory.mktemp("served") / "reports"
+    for day in ("2026-11-01", "2026-11-02"):
+        html_path = root / "card_fraud" / "fraud_model_feature_drift" / f"{day}.html"
+        drift(reference, amount_shifted, html_path=html_path, static_dir=root / "_static")
+    return root
+
+
+def reports(root: Path) -> list[Path]:
+    return sorted(root.glob("*/*/*.html"))
+
+
+def asset_urls(html: str) -> list[str]:
+    """Where a report loads Evidently's JS bundle and icon font from."""
+    return re.findall(r'<script src="([^"]+)"', html) + re.findall(r"src: url\(([^)]+)\)", html)
+
+
+def evidently_bundle() -> bytes:
+    from evidently.legacy.utils.dashboard import STATIC_PATH
+
+    return Path(STATIC_PATH, "index.js").read_bytes()
 
 
 def test_identical_distributions_do_not_drift(reference):
@@ -109,8 +143,76 @@ def test_html_report_is_saved(shifted_result):
 
     html = html_path.read_text(encoding="utf-8")
     # Evidently's HTML never names Evidently; it does name each column and its verdict.
-    assert "Drift in column 'amount'" in html
+    for column in NUMERICAL + CATEGORICAL:
+        assert f"Drift in column '{column}'" in html
     assert "Data drift detected. Drift detection method: Wasserstein distance (normed)" in html
+
+
+def test_report_loads_evidently_from_a_static_folder_beside_it_by_default(shifted_result):
+    html_path = shifted_result.html_path
+
+    urls = asset_urls(html_path.read_text(encoding="utf-8"))
+
+    assert [url.split("/")[0] for url in urls] == ["_static", "_static"]
+    assert all((html_path.parent / url).is_file() for url in urls)
+
+
+def test_report_is_small_because_evidentlys_bundle_and_font_are_not_inlined(reports_root):
+    for html_path in reports(reports_root):
+        html = html_path.read_text(encoding="utf-8")
+        assert html_path.stat().st_size < 1_000_000  # the bundle alone is 3.5 MB
+        assert "data:font" not in html
+
+
+def test_shared_bundle_is_written_once_and_referenced_relatively(reports_root):
+    first, second = reports(reports_root)
+    static_files = list((reports_root / "_static").iterdir())
+
+    assert len(static_files) == 2  # the bundle and the icon font, no half-copied leftovers
+    assert all(path.stat().st_mtime_ns <= first.stat().st_mtime_ns for path in static_files)  # not rewritten
+    urls = asset_urls(second.read_text(encoding="utf-8"))
+    assert urls == asset_urls(first.read_text(encoding="utf-8"))
+    assert all(url.startswith("../../_static/evidently-") for url in urls)
+    assert (second.parent / urls[0]).read_bytes() == evidently_bundle()
+
+
+def test_reports_still_find_the_bundle_after_the_folder_moves(reports_root, tmp_path):
+    moved = Path(shutil.copytree(reports_root, tmp_path / "elsewhere"))
+
+    for html_path in reports(moved):
+        urls = asset_urls(html_path.read_text(encoding="utf-8"))
+        assert all((html_path.parent / url).is_file() for url in urls)
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):
+        pass
+
+
+def test_static_server_at_the_reports_root_serves_a_report_and_its_bundle(reports_root):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(QuietHandler, directory=str(reports_root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        html_path = reports(reports_root)[0]
+        page_url = f"http://127.0.0.1:{server.server_port}/{html_path.relative_to(reports_root).as_posix()}"
+        with urllib.request.urlopen(page_url) as page:
+            bundle_url = urljoin(page_url, asset_urls(page.read().decode("utf-8"))[0])
+        with urllib.request.urlopen(bundle_url) as bundle:
+            assert bundle.read() == evidently_bundle()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_header_goes_right_after_body_in_the_new_page(reports_root, tmp_path):
+    html_path = Path(shutil.copy(reports(reports_root)[0], tmp_path / "report.html"))
+
+    add_header(html_path, {"partition": "2026-11-01", "decision": "no drift"})
+
+    html = html_path.read_text(encoding="utf-8")
+    body = html.index("<body>") + len("<body>")
+    assert html[body:].startswith("<div style='font-family:sans-serif")
+    assert html.index(">partition</th>") < html.index('<div id="root_')  # above Evidently's dashboard
 
 
 def test_reference_sampling_is_deterministic_and_keeps_the_chosen_methods():

@@ -109,6 +109,7 @@ def drift_report_asset(system: System, model: ModelSpec) -> AssetsDefinition:
                 references[version], current.select([*numerical, *categorical]).to_pandas(), numerical, categorical,
                 share_threshold=model.drift_share_to_retrain,
                 html_path=report_store.path(system.name, drift_asset_name(model), f"{key}.html"),
+                static_dir=report_store.path("_static"),  # Evidently's scripts, once for every report
             )
             rows += drift_rows(result, period.start, version)
             served_by = registry.get_version(name, version)
