@@ -216,16 +216,26 @@ def test_header_goes_right_after_body_in_the_new_page(reports_root, tmp_path):
 
 
 def test_reference_sampling_is_deterministic_and_keeps_the_chosen_methods():
-    # 1,000 reference rows is where Evidently's defaults would switch to KS p-values.
+    # 1,000 reference rows is where Evidently's defaults would switch to KS p-values: ours follow the current side.
     reference = transactions(seed=3, rows=5_000)
-    current = transactions(seed=4, rows=500)
+    current = transactions(seed=4, rows=1_500)
 
     first = drift(reference, current, max_reference_rows=1_000)
     second = drift(reference, current, max_reference_rows=1_000)
 
     assert first == second
-    assert (first.reference_rows, first.current_rows) == (1_000, 500)
+    assert (first.reference_rows, first.current_rows) == (1_000, 1_500)
     assert {column.method for column in first.columns} == {WASSERSTEIN, JENSEN_SHANNON}
+
+
+def test_small_samples_are_judged_by_tests_of_significance(reference):
+    quiet = drift(reference, transactions(seed=5, rows=60))
+    assert {column.method for column in quiet.columns} == {"K-S p_value", "chi-square p_value"}
+    assert not quiet.drifted_columns  # 60 rows from the same distribution: distances would be noisy, p-values are not
+    shifted = transactions(seed=6, rows=60)
+    shifted["amount"] += 2 * reference["amount"].std()
+    amount = by_column(drift(reference, shifted))["amount"]
+    assert amount.drifted and amount.score < 0.05 and amount.threshold == 0.05
 
 
 def test_all_null_columns_drift_only_when_one_side_has_values(reference):

@@ -185,3 +185,21 @@ def test_a_whole_table_version_without_a_column_writes_nulls_and_older_versions_
     store.replace_all("t.training", pa.table({"x": [3.0]}))
     assert store.read("t.training").to_pylist() == [{"x": 3.0, "dropped": None}]
     assert store.read("t.training", snapshot_id=first).to_pylist() == [{"x": 1.0, "dropped": 2.0}]
+
+
+def _open_catalog(folder: str) -> None:
+    OfflineStore(f"sqlite:///{folder}/catalog.db", f"file://{folder}/warehouse").catalog.list_namespaces()
+
+
+def test_parallel_steps_opening_a_new_catalog_all_succeed(tmp_path):
+    import multiprocessing
+
+    fork = multiprocessing.get_context("fork")
+    for attempt in range(10):  # the creation race is lost about one time in four without the retry
+        folder = tmp_path / str(attempt)
+        processes = [fork.Process(target=_open_catalog, args=(str(folder),)) for _ in range(4)]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join()
+        assert [p.exitcode for p in processes] == [0, 0, 0, 0]

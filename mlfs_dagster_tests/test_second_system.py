@@ -68,11 +68,13 @@ def test_the_meters_backfill_and_training_pass_every_check(both):
 def test_groups_keys_and_tables_are_the_meters_own(both, world):
     defs, fraud_tables, backfill, _ = both
     keys = {e.asset_key for e in backfill.get_asset_materialization_events()}
-    assert keys == {AssetKey(["meters", n]) for n in ("raw_readings", "raw_sites", "meter_history", "site_profile")}
+    assert keys == {AssetKey(["meters", n]) for n in ("raw_readings", "quarantine_readings", "raw_sites",
+                                                      "quarantine_sites", "meter_history", "site_profile")}
     store = world.store()
     assert {t: store.status(t) for t in store.list_tables() if t.startswith("card_fraud.")} == fraud_tables
     selected = layers("raw").resolve(defs.resolve_asset_graph())
-    assert selected == {AssetKey(["meters", "raw_readings"]), AssetKey(["meters", "raw_sites"])}
+    assert selected == {AssetKey(["meters", n]) for n in ("raw_readings", "quarantine_readings", "raw_sites",
+                                                          "quarantine_sites")}
 
 
 def test_the_reference_source_delivered_once_takes_its_landing_time_and_joins_every_later_reading(world, both):
@@ -110,6 +112,11 @@ def test_hourly_inference_and_drift_reports_run_per_hour(world, both):
                if e.asset_key == AssetKey(["meters", "demand_model_feature_drift"])]
     assert sorted(e.partition for e in reports) == [hour(HOURS - 3), hour(HOURS - 2), hour(HOURS - 1)]
     assert all(0 <= e.materialization.metadata["drift_share"].value <= 1 for e in reports)
+    for event in reports:  # six readings an hour, against the same hour of earlier days, by tests of significance
+        metadata = event.materialization.metadata
+        assert "the same hour of day" in metadata["reference"].value
+        tests = {r.data["column"]: r.data for r in metadata["columns"].value.records}
+        assert tests["kwh_mean_24h"]["test"] == "K-S p_value" and not tests["hour_of_day"]["drifted"]
     predictions = world.store().read(DEMAND_MODEL.predictions_table)
     assert predictions.num_rows == 3 * 6 and pc.all(pc.is_valid(predictions["prediction"])).as_py()
     performance = [e for e in result.get_asset_materialization_events()

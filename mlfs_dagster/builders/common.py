@@ -59,10 +59,11 @@ def partition_key(system: System, period_start: dt.datetime) -> str:
 
 
 def add_partition_metadata(context: AssetExecutionContext, system: System,
-                           figures: Mapping[dt.datetime, Mapping]) -> None:
-    """Each partition's own figures on its own materialization (never a range total copied onto each)."""
+                           figures: Mapping[dt.datetime, Mapping], key: AssetKey | None = None) -> None:
+    """Each partition's own figures on its own materialization (never a range total copied onto each);
+    `key` names the asset when the step materializes several."""
     for period_start, values in figures.items():
-        context.add_asset_metadata(dict(values), partition_key=partition_key(system, period_start))
+        context.add_asset_metadata(dict(values), asset_key=key, partition_key=partition_key(system, period_start))
 
 
 def check_per_partition(context: AssetExecutionContext, system: System, key: AssetKey, name: str,
@@ -77,7 +78,7 @@ def check_per_partition(context: AssetExecutionContext, system: System, key: Ass
     failed = [partition_key(system, start) for start, (passed, _) in outcomes.items() if not passed]
     metadata = next(iter(outcomes.values()))[1] if len(outcomes) == 1 else {
         "partitions": len(outcomes), "failed_partitions": MetadataValue.json(failed)}
-    return AssetCheckResult(check_name=name, passed=not failed, severity=severity, metadata=metadata)
+    return AssetCheckResult(asset_key=key, check_name=name, passed=not failed, severity=severity, metadata=metadata)
 
 
 def column_schema(columns: tuple[Column, ...] | pa.Schema, docs: Mapping[str, Column] | None = None) -> TableSchema:

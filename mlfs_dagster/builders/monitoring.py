@@ -1,5 +1,6 @@
 """Monitoring assets and sensors: a drift report per period for each model, and retraining on drift."""
 
+import datetime as dt
 from collections import Counter
 
 import pyarrow as pa
@@ -32,15 +33,16 @@ from mlfs_dagster.builders.common import (
     partitions,
     period_ranges,
 )
-from mlfs_dagster.core.offline_store import OfflineStore
 from mlfs_dagster.builders.inference import predict, prediction_column
 from mlfs_dagster.builders.training import labels_known_until
+from mlfs_dagster.core.offline_store import OfflineStore
 from mlfs_dagster.core.registry import ModelRegistry
 from mlfs_dagster.core.retraining import PartitionSignal, decide, episodes
 from mlfs_dagster.core.specs import ModelSpec, System
 from mlfs_dagster.core.training import SPLIT
 from mlfs_dagster.resources import ModelRegistryResource, OfflineStoreResource, ReportStoreResource
 
+DAY = dt.timedelta(days=1)
 RETRAIN_TRIGGER_TAG = "mlfs/trigger"
 DRIFTED_PARTITIONS_TAG = "mlfs/drifted_partitions"
 EPISODE_TAG = "mlfs/drift_episode"
@@ -106,7 +108,8 @@ def drift_report_asset(system: System, model: ModelSpec) -> AssetsDefinition:
             prediction = feature_drift(validation_outputs[version], current.select([output]).to_pandas(), [output], [])
             outputs_drift = prediction.columns[0]
             result = feature_drift(
-                references[version], current.select([*numerical, *categorical]).to_pandas(), numerical, categorical,
+                _same_time_of_day(references[version], time, period.start, system),
+                current.select([*numerical, *categorical]).to_pandas(), numerical, categorical,
                 share_threshold=model.drift_share_to_retrain,
                 html_path=report_store.path(system.name, drift_asset_name(model), f"{key}.html"),
                 static_dir=report_store.path("_static"),  # Evidently's scripts, once for every report
@@ -114,7 +117,8 @@ def drift_report_asset(system: System, model: ModelSpec) -> AssetsDefinition:
             rows += drift_rows(result, period.start, version)
             served_by = registry.get_version(name, version)
             reference = (f"{served_by.tags.get('training_set_version', 'unknown training set')}, train split, examples "
-                         f"up to {served_by.tags.get('examples_until', 'unknown')}")
+                         f"up to {served_by.tags.get('examples_until', 'unknown')}"
+                         + (f", the same hour of day ({period.start:%H}:00)" if system.step < DAY else ""))
             decision = "drifted" if result.dataset_drift else "no drift"
             if result.html_path:
                 add_header(result.html_path, {
@@ -163,8 +167,17 @@ def _validation_outputs(store: OfflineStore, registry: ModelRegistry, model: Mod
 def _reference(store: OfflineStore, registry: ModelRegistry, model: ModelSpec, version: str) -> pa.Table:
     """The training rows of the set the serving model was trained on, read at its exact snapshot."""
     snapshot_id = int(registry.get_version(model.registered_name, version).tags["training_set_snapshot"])
-    reference = store.read(model.feature_view.table, (*model.features, SPLIT), snapshot_id=snapshot_id)
-    return reference.filter(pc.equal(reference[SPLIT], "train")).select(list(model.features))
+    time = model.feature_view.spine_time
+    reference = store.read(model.feature_view.table, (*model.features, time, SPLIT), snapshot_id=snapshot_id)
+    return reference.filter(pc.equal(reference[SPLIT], "train")).select([*model.features, time])
+
+
+def _same_time_of_day(reference, time: str, period_start, system: System):
+    """For periods shorter than a day, the reference rows of the same hour of day: an hour of readings is
+    compared with that hour's usual values, not with the whole day's (time-of-day features would always drift)."""
+    if system.step >= DAY:
+        return reference
+    return reference[reference[time].dt.hour == period_start.hour]
 
 
 def retraining_sensor(system: System, model: ModelSpec, targets: list[AssetsDefinition]) -> SensorDefinition:

@@ -1,10 +1,12 @@
 """Feature drift between a reference sample (the training data) and a current window, with Evidently.
 
-Every column gets an explicit test, so a score means the same thing at any sample size: numbers use the
-normed Wasserstein distance, categories (booleans included) the Jensen-Shannon distance, and both count as
-drifted at a score of 0.1 or more. Evidently's defaults would switch to KS p-values at 1,000 reference rows
-or fewer, where a *low* score means drift. Whether a column drifted is read from Evidently's own
-per-column test, never from a comparison made here.
+Every column gets an explicit test chosen by its type and the current sample's size. From 1,000 current
+rows on, numbers use the normed Wasserstein distance and categories (booleans included) the Jensen-Shannon
+distance, drifted at a score of 0.1 or more: at that size a distance measures the change itself, not its
+significance, which any tiny shift reaches in a large sample. Below 1,000 rows a distance mostly measures
+sampling noise, so a test of significance decides: Kolmogorov-Smirnov for numbers, chi-square for
+categories, drifted at p < 0.05 (there a *low* score means drift). Each column's result names its test.
+Whether a column drifted is read from Evidently's own per-column test, never from a comparison made here.
 
 The HTML report is Evidently's own page, but it loads Evidently's 3.5 MB JS bundle and icon font from a
 shared folder by a relative URL instead of inlining them: a report of 15 columns weighs 0.4 MB, not 4 MB.
@@ -29,6 +31,12 @@ import pandas as pd
 NUMERICAL_METHOD = "wasserstein"
 CATEGORICAL_METHOD = "jensenshannon"
 DRIFT_THRESHOLD = 0.1
+# Below this many current rows a distance mostly measures sampling noise (it is biased upward on small
+# samples): tests of significance, which account for the sample size, decide instead.
+SMALL_SAMPLE = 1_000
+SMALL_NUMERICAL_METHOD = "ks"
+SMALL_CATEGORICAL_METHOD = "chisquare"
+P_VALUE_THRESHOLD = 0.05  # drifted when p < 0.05
 SAMPLE_SEED = 0
 ALL_NULL_METHOD = "all values null on one side"
 STATIC_FOLDER = "_static"
@@ -191,12 +199,12 @@ def _evidently_drift(
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import ValueDrift
 
-    metrics = [
-        ValueDrift(column=column, method=NUMERICAL_METHOD, threshold=DRIFT_THRESHOLD) for column in numerical
-    ] + [
-        ValueDrift(column=column, method=CATEGORICAL_METHOD, threshold=DRIFT_THRESHOLD)
-        for column in categorical
-    ]
+    small = len(current) < SMALL_SAMPLE
+    number_test, category_test, threshold = (
+        (SMALL_NUMERICAL_METHOD, SMALL_CATEGORICAL_METHOD, P_VALUE_THRESHOLD) if small
+        else (NUMERICAL_METHOD, CATEGORICAL_METHOD, DRIFT_THRESHOLD))
+    metrics = [ValueDrift(column=column, method=number_test, threshold=threshold) for column in numerical] + [
+        ValueDrift(column=column, method=category_test, threshold=threshold) for column in categorical]
     definition = DataDefinition(numerical_columns=list(numerical), categorical_columns=list(categorical))
     # Evidently's arrays are too small for BLAS threads to pay: on a busy machine, waiting for them took
     # a quarter of the run.
@@ -276,9 +284,15 @@ def _relative_url(target: Path, html_path: Path) -> str:
 
 def _read_snapshot(snapshot: dict) -> dict[str, ColumnDrift]:
     """One `ColumnDrift` per ValueDrift metric of an Evidently snapshot's `dict()`."""
-    from evidently.legacy.calculations.stattests import jensenshannon_stat_test, wasserstein_stat_test
+    from evidently.legacy.calculations.stattests import (
+        chi_stat_test,
+        jensenshannon_stat_test,
+        ks_stat_test,
+        wasserstein_stat_test,
+    )
 
-    method_names = {test.name: test.display_name for test in (wasserstein_stat_test, jensenshannon_stat_test)}
+    method_names = {test.name: test.display_name for test in (wasserstein_stat_test, jensenshannon_stat_test,
+                                                              ks_stat_test, chi_stat_test)}
     drifted = {
         test["metric_config"]["params"]["column"]: test["status"] == "FAIL" for test in snapshot["tests"]
     }

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.catalog.sql import SqlCatalog
+from sqlalchemy.exc import DatabaseError
 from pyiceberg.exceptions import CommitFailedException, NoSuchTableError
 from pyiceberg.expressions import AlwaysTrue, And, BooleanExpression, GreaterThanOrEqual, LessThan, Or
 from pyiceberg.transforms import DayTransform
@@ -92,7 +93,12 @@ class OfflineStore:
         for location in (self.catalog_uri.removeprefix("sqlite:///"), self.warehouse.removeprefix("file://")):
             if "://" not in location:
                 Path(location).parent.mkdir(parents=True, exist_ok=True)
-        return SqlCatalog(self.catalog_name, uri=self.catalog_uri, warehouse=self.warehouse)
+        try:
+            return SqlCatalog(self.catalog_name, uri=self.catalog_uri, warehouse=self.warehouse)
+        except DatabaseError as error:  # parallel steps creating a new catalog's tables at once: one wins
+            if "already exists" not in str(error):
+                raise
+            return SqlCatalog(self.catalog_name, uri=self.catalog_uri, warehouse=self.warehouse)
 
     def table(self, identifier: str) -> Table:
         return self.catalog.load_table(identifier)

@@ -24,6 +24,7 @@ import json
 import os
 import tempfile
 import threading
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -291,14 +292,20 @@ def _fluent_tracking_uri(tracking_uri: str) -> Iterator[None]:
 def _log_sklearn_model(model, input_example: pd.DataFrame | None) -> ModelInfo:
     """Log `model` to the active run as an MLflow logged model (models:/m-...)."""
     import mlflow.sklearn
+    import pandas as pd
 
-    return mlflow.sklearn.log_model(
-        sk_model=model,
-        name=MODEL_ARTIFACT_NAME,
-        serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
-        pip_requirements=[f"{package}=={installed_version(package)}" for package in PINNED_PACKAGES],
-        input_example=input_example,
-    )
+    if input_example is not None:  # integer features may be missing when served: declare them as doubles
+        input_example = input_example.astype(
+            {c: "float64" for c in input_example.columns if pd.api.types.is_integer_dtype(input_example[c])})
+    with warnings.catch_warnings():  # what is left is the integer class labels predicted, never missing
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+        return mlflow.sklearn.log_model(
+            sk_model=model,
+            name=MODEL_ARTIFACT_NAME,
+            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
+            pip_requirements=[f"{package}=={installed_version(package)}" for package in PINNED_PACKAGES],
+            input_example=input_example,
+        )
 
 
 def _dataset_input(dataset: dict) -> DatasetInput:
