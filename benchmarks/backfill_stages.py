@@ -40,13 +40,10 @@ from card_fraud.demo import QUIET, DemoConfig
 from card_fraud.features import CARD_TXN_WINDOWS
 from card_fraud.simulator import simulate
 from card_fraud.system import FRAUD_MODEL, FRAUD_VIEW, SYSTEM
-from mlfs_dagster.settings import Settings
+from mlfs_dagster.settings import use_home
 
-# Locations that would send the benchmark's writes somewhere other than its own folder.
-LOCATION_VARIABLES = ("MLFS_CATALOG_URI", "MLFS_WAREHOUSE", "MLFS_LANDING", "MLFLOW_TRACKING_URI",
-                      "MLFS_MLFLOW_ARTIFACTS", "MLFS_REPORTS")
-# Training needs 30 days of label maturity after a 7-day warm-up, so a quick run still spans 45 days.
-QUICK = {"days": 45, "cards": 500, "transactions_per_day": 1_000, "pit_labels": 200_000}
+# Training needs 30 days of label maturity after a 29-day warm-up, so a quick run still spans 75 days.
+QUICK = {"days": 75, "cards": 500, "transactions_per_day": 1_000, "pit_labels": 200_000}
 PIT_FEATURE_ROWS_PER_LABEL = 2
 PIT_ENTITIES_PER_LABEL = 0.1
 PIT_TTL = dt.timedelta(days=7)
@@ -125,16 +122,6 @@ def best_of(work: Callable[[], object], repeats: int = COMPARISON_REPEATS) -> tu
 
 # --- Environment ---
 
-
-def use_home(home: Path) -> Settings:
-    """Point every store and Dagster at `home`; must run before card_fraud.definitions is imported."""
-    for name in LOCATION_VARIABLES:
-        os.environ.pop(name, None)
-    os.environ["MLFS_HOME"] = str(home)
-    os.environ["DAGSTER_HOME"] = str(home / "dagster")
-    settings = Settings.from_env()
-    init_dagster_home(settings)
-    return settings
 
 
 def quiet_libraries() -> None:
@@ -380,6 +367,7 @@ def demo_config(args: argparse.Namespace) -> DemoConfig:
 
 def run(args: argparse.Namespace, home: Path) -> None:
     settings = use_home(home)
+    init_dagster_home(settings)
     quiet_libraries()
     config = demo_config(args)
     days = (SYSTEM.start, SYSTEM.start + dt.timedelta(days=config.days - 1))

@@ -41,3 +41,17 @@ class Settings:
             reports=Path(os.environ.get("MLFS_REPORTS") or home / "reports"),
             reports_url=(os.environ.get("MLFS_REPORTS_URL") or "http://localhost:3001").rstrip("/"),
         )
+
+
+# Every location that could send writes somewhere other than MLFS_HOME.
+LOCATION_VARIABLES = ("MLFS_CATALOG_URI", "MLFS_WAREHOUSE", "MLFS_LANDING", "MLFLOW_TRACKING_URI",
+                      "MLFS_MLFLOW_ARTIFACTS", "MLFS_REPORTS")
+
+
+def use_home(home: Path) -> Settings:
+    """Point every store and Dagster at `home`, as a fresh MLFS_HOME would be (benchmarks and tests)."""
+    for name in LOCATION_VARIABLES:
+        os.environ.pop(name, None)
+    os.environ["MLFS_HOME"] = str(home)
+    os.environ["DAGSTER_HOME"] = str(home / "dagster")
+    return Settings.from_env()
