@@ -6,7 +6,7 @@ from pathlib import Path
 
 from dagster import DefaultScheduleStatus, Definitions, OpExecutionContext, ScheduleDefinition, job, op
 
-from card_fraud.simulator import extend
+from card_fraud.simulator import extend, recorded_config
 from card_fraud.system import SYSTEM
 from mlfs_dagster.builders import build_definitions
 from mlfs_dagster.settings import Settings
@@ -16,6 +16,9 @@ from mlfs_dagster.settings import Settings
 def land_simulated_days(context: OpExecutionContext) -> None:
     yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
     landing = Path(Settings.from_env().landing)
+    if recorded_config(landing) is None:  # nothing to continue: the history starts with `mlfs demo`
+        context.log.info(f"no simulation recorded in {landing}: run `mlfs demo` (or `mlfs simulate`) first")
+        return
     written = extend(landing, through=yesterday)
     context.log.info(f"landed {[d.isoformat() for d in written] or 'nothing new'} in {landing}")
 

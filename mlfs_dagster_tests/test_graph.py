@@ -318,3 +318,20 @@ def test_checks_of_a_range_run_give_one_result_per_partition(world):
     assert set(by_partition) >= {day(n).isoformat() for n in range(1, DAYS + 1)}  # the backfill's every day
     evaluation = by_partition[day(3).isoformat()].event.dagster_event.event_specific_data
     assert evaluation.passed and evaluation.metadata["quarantined_rows"].value == 0
+
+
+def test_the_simulated_upstream_lands_every_missing_day_up_to_yesterday(tmp_path, monkeypatch):
+    from dagster import DagsterInstance
+
+    from card_fraud.definitions import defs
+    from card_fraud.simulator import SimulationConfig, simulate
+
+    yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    monkeypatch.setenv("MLFS_LANDING", str(tmp_path))
+    simulate(SimulationConfig(start_date=yesterday - dt.timedelta(days=3), days=2, cards=50, merchants=10,
+                              transactions_per_day=40), tmp_path)
+    nightly = defs.resolve_job_def("simulate_upstream")
+    for _ in range(2):  # the second night finds nothing new
+        assert nightly.execute_in_process(instance=DagsterInstance.ephemeral()).success
+        days = sorted(p.name for p in (tmp_path / "transactions").iterdir())
+        assert days == [f"date={yesterday - dt.timedelta(days=n)}" for n in (3, 2, 1, 0)]
