@@ -187,17 +187,18 @@ def test_a_whole_table_version_without_a_column_writes_nulls_and_older_versions_
     assert store.read("t.training", snapshot_id=first).to_pylist() == [{"x": 1.0, "dropped": 2.0}]
 
 
-def _open_catalog(folder: str) -> None:
-    OfflineStore(f"sqlite:///{folder}/catalog.db", f"file://{folder}/warehouse").catalog.list_namespaces()
+def _create_a_table(folder: str, name: str) -> None:
+    store = OfflineStore(f"sqlite:///{folder}/catalog.db", f"file://{folder}/warehouse")
+    store.ensure_table(f"shop.{name}", pa.schema([("id", pa.string())]), None)
 
 
-def test_parallel_steps_opening_a_new_catalog_all_succeed(tmp_path):
+def test_parallel_steps_creating_tables_in_a_new_catalog_all_succeed(tmp_path):
     import multiprocessing
 
     fork = multiprocessing.get_context("fork")
-    for attempt in range(10):  # the creation race is lost about one time in four without the retry
+    for attempt in range(10):  # catalog tables and namespace: each race was lost often without its guard
         folder = tmp_path / str(attempt)
-        processes = [fork.Process(target=_open_catalog, args=(str(folder),)) for _ in range(4)]
+        processes = [fork.Process(target=_create_a_table, args=(str(folder), f"t{n}")) for n in range(4)]
         for process in processes:
             process.start()
         for process in processes:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.catalog.sql import SqlCatalog
-from sqlalchemy.exc import DatabaseError
+from sqlalchemy.exc import DatabaseError, IntegrityError
 from pyiceberg.exceptions import CommitFailedException, NoSuchTableError
 from pyiceberg.expressions import AlwaysTrue, And, BooleanExpression, GreaterThanOrEqual, LessThan, Or
 from pyiceberg.transforms import DayTransform
@@ -112,7 +112,10 @@ class OfflineStore:
             return self.table(identifier)
         except NoSuchTableError:
             pass
-        self.catalog.create_namespace_if_not_exists(identifier.rsplit(".", 1)[0])
+        try:
+            self.catalog.create_namespace_if_not_exists(identifier.rsplit(".", 1)[0])
+        except IntegrityError:  # a parallel step created it between pyiceberg's check and its insert
+            pass
         table = self.catalog.create_table_if_not_exists(identifier, schema=schema)
         if day_partition_column and table.spec().is_unpartitioned():
             with table.update_spec() as spec:
