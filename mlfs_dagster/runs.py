@@ -39,6 +39,10 @@ class CodeLocation:
     def _repository(self) -> ReconstructableRepository:
         return ReconstructableRepository.for_module(self.module, "defs", working_directory=os.getcwd())
 
+    @cached_property
+    def _definition(self):
+        return self._repository.get_definition()
+
     def _origin(self) -> RemoteJobOrigin:
         target = LoadableTargetOrigin(executable_path=sys.executable, module_name=self.module,
                                       working_directory=os.getcwd())
@@ -48,9 +52,8 @@ class CodeLocation:
     def run(self, instance: DagsterInstance, selection: AssetSelection, tags: Mapping[str, str],
             run_config: Mapping | None = None) -> JobExecutionResult:
         """Materialize `selection` (with its checks) in one run of the location's asset job."""
-        definition = self._repository.get_definition()
-        keys = selection.resolve(definition.asset_graph)
-        job = definition.get_job(ASSET_JOB).get_subset(asset_selection=keys)
+        keys = selection.resolve(self._definition.asset_graph)
+        job = self._definition.get_job(ASSET_JOB).get_subset(asset_selection=keys)
         recon_job = self._repository.get_reconstructable_job(ASSET_JOB)
         run = instance.create_run_for_job(
             job_def=job, run_config=run_config, tags=tags, asset_selection=frozenset(keys),

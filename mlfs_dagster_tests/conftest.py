@@ -16,7 +16,7 @@ os.environ.pop("MLFS_LANDING", None)
 from card_fraud.demo import QUIET  # noqa: E402
 from card_fraud.simulator import SimulationConfig, simulate  # noqa: E402
 from card_fraud.system import SYSTEM  # noqa: E402
-from mlfs_dagster.settings import Settings  # noqa: E402
+from mlfs_dagster.settings import Settings, use_home  # noqa: E402
 
 START = SYSTEM.start
 DAYS = 75  # labels are final after 30 days and merchant rates need 29: 16 days of training examples
@@ -67,22 +67,13 @@ class World:
         return OfflineStore(self.settings.catalog_uri, self.settings.warehouse)
 
 
-def point_environment_at(home: Path) -> Settings:
-    """Every store embedded under `home`, as a fresh MLFS_HOME would be."""
-    for name in ("MLFS_CATALOG_URI", "MLFS_WAREHOUSE", "MLFS_LANDING", "MLFLOW_TRACKING_URI",
-                 "MLFS_MLFLOW_ARTIFACTS", "MLFS_REPORTS", "DAGSTER_HOME"):
-        os.environ.pop(name, None)
-    os.environ["MLFS_HOME"] = str(home)
-    return Settings.from_env()
-
-
 @pytest.fixture(scope="session")
 def world(tmp_path_factory) -> World:
     """75 simulated days with a high fraud rate (so a tiny set still trains), raw to model, in real runs."""
     from dagster import DagsterInstance
 
     home = tmp_path_factory.mktemp("mlfs_home")
-    settings = point_environment_at(home)
+    settings = use_home(home)
     simulate(SimulationConfig(start_date=START, days=DAYS, cards=300, merchants=60, transactions_per_day=500,
                               fraud_rate=0.03, seed=11), Path(settings.landing))
     from card_fraud.definitions import defs

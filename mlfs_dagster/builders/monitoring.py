@@ -34,6 +34,7 @@ from mlfs_dagster.builders.common import (
     period_ranges,
 )
 from mlfs_dagster.builders.inference import predict, prediction_column
+from mlfs_dagster.builders.performance import performance_asset_name
 from mlfs_dagster.builders.training import labels_known_until
 from mlfs_dagster.core.offline_store import OfflineStore
 from mlfs_dagster.core.registry import ModelRegistry
@@ -73,9 +74,10 @@ def drift_report_asset(system: System, model: ModelSpec) -> AssetsDefinition:
         group_name=group_name(system, "monitoring"),
         description=(
             f"Per period, an Evidently data-drift report of the features `{name}` served against the training rows "
-            "of the model version that served them (normed Wasserstein for numbers, Jensen-Shannon for "
-            "categories; `pii` columns excluded). Drift share, drifted columns and the HTML report are on each "
-            f"partition; per-column results go to `{model.drift_table}`."
+            "of the model version that served them (the same hour of day for sub-daily periods): normed "
+            "Wasserstein for numbers and Jensen-Shannon for categories from 1,000 rows, Kolmogorov-Smirnov and "
+            "chi-square below; `pii` columns excluded. Drift share, drifted columns, each column's test and a link "
+            f"to the HTML report are on each partition; per-column results go to `{model.drift_table}`."
         ),
         partitions_def=partitions(system),
         backfill_policy=BackfillPolicy.single_run(),
@@ -189,7 +191,7 @@ def retraining_sensor(system: System, model: ModelSpec, targets: list[AssetsDefi
     daemon never repeats it (after a restart, or when reports are re-materialized).
     """
     watched = asset_key(system, drift_asset_name(model))
-    realised = asset_key(system, f"{model.name}_performance")
+    realised = asset_key(system, performance_asset_name(model))
     view = model.feature_view
 
     @sensor(
