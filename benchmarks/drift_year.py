@@ -14,7 +14,7 @@ The training set is rebuilt only by the first training and by the sensor's retra
 rebuild schedule of daily operation is left out, so every retrain is one the sensor asked for.
 
 Monitoring is scored against `_ground_truth/drift.json`:
-  - per episode: first partition flagged as dataset drift, delay in partitions, missed or not, the first run
+  - per episode: first partition flagged as drifted (features at the drift share, or predictions), delay in partitions, missed or not, the first run
     of flags long enough for the sensor, the peak drift share, the first partition where one of the
     episode's own columns drifted, realised PR-AUC before/during;
   - false alarms: partitions flagged in quiet periods (outside every episode and GRACE_DAYS after its end);
@@ -341,7 +341,8 @@ def describe_outcome(outcome: dict) -> str:
 class Report:
     day: dt.date
     drift_share: float
-    dataset_drift: bool
+    drifted: bool  # what the sensor counts: features at the drift share, or drifted predictions
+    prediction_drifted: bool
     drifted_columns: tuple[str, ...]
     model_version: str
 
@@ -358,8 +359,8 @@ def drift_reports(instance) -> dict[dt.date, Report]:
         if day in reports:
             continue
         metadata = {k: v.value for k, v in record.asset_materialization.metadata.items()}
-        reports[day] = Report(day, float(metadata["drift_share"]), bool(metadata["dataset_drift"]),
-                              tuple(metadata.get("drifted_columns") or ()), str(metadata.get("model_version")))
+        reports[day] = Report(day, float(metadata["drift_share"]), bool(metadata["drifted"]),
+                              bool(metadata["prediction_drifted"]), tuple(metadata.get("drifted_columns") or ()), str(metadata.get("model_version")))
     return dict(sorted(reports.items()))
 
 
@@ -431,7 +432,7 @@ class EpisodeScore:
 def score_episode(episode: Episode, reports: dict[dt.date, Report], labelled: Labelled) -> EpisodeScore:
     inside = [r for day, r in reports.items() if episode.covers(day)]
     own = set(episode.columns)
-    first_flag = next((r.day for r in inside if r.dataset_drift), None)
+    first_flag = next((r.day for r in inside if r.drifted), None)
     first_sustained = next((r.day for r in inside if sustained_from(r.day, reports)), None)
     # concept_change names no column: some column drifts every quiet day, so none can count as its sign
     first_column = next((r.day for r in inside if own & set(r.drifted_columns)), None)
@@ -447,11 +448,11 @@ def sustained_from(day: dt.date, reports: dict[dt.date, Report]) -> bool:
     from card_fraud.system import FRAUD_MODEL
 
     run = [reports.get(day + dt.timedelta(days=i)) for i in range(FRAUD_MODEL.drifted_partitions_to_retrain)]
-    return all(r and r.dataset_drift and r.model_version == run[0].model_version for r in run)
+    return all(r and r.drifted and r.model_version == run[0].model_version for r in run)
 
 
 def false_alarms(reports: dict[dt.date, Report], episodes: list[Episode]) -> list[Report]:
-    return [r for r in reports.values() if r.dataset_drift and episode_of(r.day, episodes) is None]
+    return [r for r in reports.values() if r.drifted and episode_of(r.day, episodes) is None]
 
 
 def quiet_column_drift(reports: dict[dt.date, Report], episodes: list[Episode]) -> tuple[int, int, Counter]:
@@ -614,12 +615,12 @@ def print_episodes(scores: list[EpisodeScore], start: dt.date) -> None:
 
 def print_false_alarms(alarms: list[Report], reports: dict, episodes: list[Episode], start: dt.date) -> None:
     quiet, with_columns, columns = quiet_column_drift(reports, episodes)
-    print(f"\nfalse alarms (dataset drift in quiet partitions, {GRACE_DAYS}-day grace after each episode): "
+    print(f"\nfalse alarms (drift flagged in quiet partitions, {GRACE_DAYS}-day grace after each episode): "
           f"{len(alarms)} of {quiet} quiet partitions")
     for r in alarms:
         after = max((e for e in episodes if e.end <= r.day), key=lambda e: e.end, default=None)
         since = f", {(r.day - after.end).days + 1} days after episode {after.number} ended" if after else ""
-        print(f"  {day_label(r.day, start)}: share {r.drift_share:.2f}, v{r.model_version}, "
+        print(f"  {day_label(r.day, start)}: share {r.drift_share:.2f}, predictions {'drifted' if r.prediction_drifted else 'not drifted'}, v{r.model_version}, "
               f"{list(r.drifted_columns)}{since}")
     print(f"quiet partitions with at least one drifted column: {with_columns} of {quiet}; "
           f"columns: {dict(columns.most_common(6)) or 'none'}")
@@ -712,9 +713,9 @@ def score_and_print(system: System, settings: Settings, plan: Plan, start: dt.da
     print_false_alarms(false_alarms(reports, episodes), reports, episodes, start)
     print_retrains(retrains, start)
     print_report_cost(cost, plan.transactions_per_day)
-    print("\nundetected as sustained dataset drift (what the sensor acts on): "
+    print("\nundetected as sustained drift (what the sensor acts on): "
           + detection_limits(scores, lambda s: s.first_sustained is not None))
-    print("undetected as dataset drift on any one day: "
+    print("undetected as drift on any one day: "
           + detection_limits(scores, lambda s: s.first_flag is not None))
     print("undetected even per column (the episode's own columns): "
           + detection_limits(scores, lambda s: s.first_column_drift is not None))

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlfs_dagster.core.drift import DriftResult, add_header, feature_drift
+from mlfs_dagster.core.drift import DriftResult, add_header, feature_drift, with_static_at
 
 NUMERICAL = ["amount", "hour", "distance_km", "txn_count_7d"]
 CATEGORICAL = ["channel", "card_present"]
@@ -257,3 +257,11 @@ def test_all_null_columns_drift_only_when_one_side_has_values(reference):
 def test_empty_current_raises(reference):
     with pytest.raises(ValueError, match="no current rows to compare"):
         drift(reference, reference.iloc[:0])
+
+
+def test_a_copy_for_mlflow_loads_the_bundle_from_the_report_server(reports_root):
+    html_path = reports(reports_root)[0]
+    page = with_static_at(html_path, reports_root / "_static", "http://reports:3001/_static/")
+    urls = asset_urls(page)
+    assert len(urls) == 2 and all(url.startswith("http://reports:3001/_static/evidently-") for url in urls)
+    assert page.replace("http://reports:3001/_static/", "../../_static/") == html_path.read_text(encoding="utf-8")

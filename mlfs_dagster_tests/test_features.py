@@ -358,3 +358,35 @@ def test_evaluate_refuses_a_single_class_validation_set():
     frame = pd.DataFrame({"score": [0.1, 0.2], "is_fraud": [0, 0]})
     with pytest.raises(ValueError, match="single class"):
         evaluate(RanksPerfectlyPredictsNothing(), frame, ["score"], "is_fraud", "binary")
+
+
+class ScoresTheAmount:
+    def predict_proba(self, frame: pd.DataFrame):
+        import numpy as np
+
+        score = frame["amount"].to_numpy() / 1000
+        return np.column_stack([1 - score, score])
+
+
+def test_the_monitoring_reference_is_the_latest_training_window_and_the_validation_outputs():
+    import dataclasses
+
+    from card_fraud.system import FRAUD_MODEL
+    from mlfs_dagster.core.training import REFERENCE_ROWS, SPLIT, monitoring_reference
+
+    days = [midnight(day) for day in range(60)]
+    frame = pd.DataFrame({feature: 1.0 for feature in FRAUD_MODEL.features}, index=range(60)).assign(
+        amount=[float(day) for day in range(60)], event_time=days,
+        split=["train"] * 50 + ["validation"] * 10)
+    model = dataclasses.replace(FRAUD_MODEL, drift_reference_window=dt.timedelta(days=7))
+    reference = monitoring_reference(model, frame, ScoresTheAmount())
+    assert reference["training_rows"]["amount"].tolist() == [42.0, 43, 44, 45, 46, 47, 48, 49]  # days 42..49
+    assert set(reference["training_rows"].columns) == {*FRAUD_MODEL.features, "event_time"}
+    assert reference["validation_outputs"]["score"].tolist() == pytest.approx([d / 1000 for d in range(50, 60)])
+
+    whole = monitoring_reference(dataclasses.replace(model, drift_reference_window=None), frame, ScoresTheAmount())
+    assert len(whole["training_rows"]) == 50 and SPLIT not in whole["training_rows"]
+    many = pd.concat([frame.iloc[:50]] * (REFERENCE_ROWS // 50 + 2), ignore_index=True)
+    sampled = monitoring_reference(dataclasses.replace(model, drift_reference_window=None),
+                                   pd.concat([many, frame.iloc[50:]]), ScoresTheAmount())["training_rows"]
+    assert len(sampled) == REFERENCE_ROWS and sampled["event_time"].is_monotonic_increasing

@@ -126,8 +126,8 @@ def test_predictions_score_every_transaction_with_the_champion_and_drift_is_repo
     predictions = store.read_range(FRAUD_MODEL.predictions_table, "event_time", days)
     transactions = store.read_range("card_fraud.raw_transactions", "event_time", days, ("transaction_id",))
     assert sorted(predictions["transaction_id"].to_pylist()) == sorted(transactions["transaction_id"].to_pylist())
-    champion = ModelRegistry(world.settings.mlflow_tracking_uri, world.settings.mlflow_artifacts) \
-        .version_by_alias(FRAUD_MODEL.registered_name, "champion")
+    registry = ModelRegistry(world.settings.mlflow_tracking_uri, world.settings.mlflow_artifacts)
+    champion = registry.version_by_alias(FRAUD_MODEL.registered_name, "champion")
     assert set(predictions["model_version"].to_pylist()) == {champion.version}
     reports = [e for e in result.get_asset_materialization_events() if e.asset_key == key("fraud_model_feature_drift")]
     assert {e.partition for e in reports} == {day(DAYS - 1).isoformat(), day(DAYS).isoformat()}
@@ -143,6 +143,13 @@ def test_predictions_score_every_transaction_with_the_champion_and_drift_is_repo
         assert metadata["report"].value == f"http://localhost:3001/card_fraud/fraud_model_feature_drift/{event.partition}.html"
         text = report.read_text()
         assert text.index(f"<td>{event.partition}</td>") < text.index("</body>") and "decision" in text  # header
+        assert metadata["drifted"].value == (metadata["dataset_drift"].value or metadata["prediction_drifted"].value)
+        assert "latest 28 days up to" in metadata["reference"].value
+    # The same reports in MLflow, as artifacts of one monitoring run with the day's figures over time.
+    run_id = reports[0].materialization.metadata["mlflow_run_id"].value
+    logged = registry.client.list_artifacts(run_id, "drift_reports")
+    assert [a.path for a in logged] == [f"drift_reports/{d.isoformat()}.html" for d in (day(DAYS - 1), day(DAYS))]
+    assert len(registry.client.get_metric_history(run_id, "drift_share")) == 2
 
 
 def test_drift_sensor_defers_until_labels_are_final_then_requests_one_run_per_episode(world):
@@ -157,7 +164,8 @@ def test_drift_sensor_defers_until_labels_are_final_then_requests_one_run_per_ep
 
     @asset(key=key("fraud_model_feature_drift"), partitions_def=partitions(SYSTEM))
     def drift_report_with_known_share(config: Report):
-        return MaterializeResult(metadata={"drift_share": config.drift_share, "model_version": config.model_version})
+        return MaterializeResult(metadata={"drift_share": config.drift_share, "drifted": config.drift_share >= 0.5,
+                                           "model_version": config.model_version})
 
     @asset(key=key("raw_fraud_reports"), partitions_def=partitions(SYSTEM))
     def delivered_reports():

@@ -189,3 +189,26 @@ def test_two_registries_in_one_process_do_not_see_each_other(store, tmp_path, da
     assert [v["version"] for v in first_registry.models()[0].versions] == ["1", "2"]
     assert mlflow.get_tracking_uri() == outside_uri, "log_and_register must restore the global tracking URI"
     assert not (tmp_path / "outside.db").exists()
+
+
+def test_frames_logged_with_a_version_read_back_and_a_missing_one_is_none(store, data):
+    registry, (first, second), _ = store
+    frame = data[0].head(20).reset_index(drop=True)
+    registry.log_frames(first.run_id, {"training_rows": frame})
+    pd.testing.assert_frame_equal(registry.version_frame(MODEL, first.version, "training_rows"), frame)
+    assert registry.version_frame(MODEL, second.version, "training_rows") is None
+
+
+def test_a_monitoring_run_holds_one_point_per_period_and_its_files(store, tmp_path):
+    registry, _, _ = store
+    report = tmp_path / "2026-02-01.html"
+    report.write_text("<html>report</html>")
+    days = [dt.datetime(2026, 2, d, tzinfo=dt.UTC) for d in (1, 2, 3)]
+    run_id = registry.log_monitoring_run("fraud_model monitoring", {"mlfs/model": MODEL},
+                                         {"drift_share": list(zip(days, (0.1, 0.6, 0.7), strict=True))},
+                                         [report], "drift_reports")
+    history = registry.client.get_metric_history(run_id, "drift_share")
+    assert [(m.step, m.value, m.timestamp) for m in history] == [
+        (i, share, int(day.timestamp() * 1000)) for i, (day, share) in enumerate(zip(days, (0.1, 0.6, 0.7)))]
+    assert [a.path for a in registry.client.list_artifacts(run_id, "drift_reports")] == ["drift_reports/2026-02-01.html"]
+    assert registry.client.get_run(run_id).info.status == "FINISHED"

@@ -14,30 +14,31 @@ def day(n: int) -> dt.datetime:
     return FIRST + n * DAY
 
 
-def reports(*shares: float, version: str = "1", start: int = 0) -> list[PartitionSignal]:
-    return [PartitionSignal(day(start + i), share, version) for i, share in enumerate(shares)]
+def reports(*shares: float, version: str = "1", start: int = 0, threshold: float = 0.5) -> list[PartitionSignal]:
+    """A partition per share, flagged at `threshold` or more (a drift share, or a fall of realised performance)."""
+    return [PartitionSignal(day(start + i), share >= threshold, version) for i, share in enumerate(shares)]
 
 
 def test_an_episode_needs_consecutive_drifted_partitions_and_starts_at_the_first():
-    found = episodes(reports(0.1, 0.6, 0.2, 0.7, 0.8, 0.9, 0.1), DAY, threshold=0.5, sustained=2)
+    found = episodes(reports(0.1, 0.6, 0.2, 0.7, 0.8, 0.9, 0.1), DAY, sustained=2)
     assert [(e.onset, len(e.partitions)) for e in found] == [(day(3), 3)]
 
 
 def test_a_missing_report_or_a_new_serving_version_ends_an_episode():
     gap = reports(0.9, 0.9) + reports(0.9, start=3)
-    assert [len(e.partitions) for e in episodes(gap, DAY, 0.5, 2)] == [2]
+    assert [len(e.partitions) for e in episodes(gap, DAY, 2)] == [2]
     switched = reports(0.9, 0.9, version="1") + reports(0.9, 0.9, version="2", start=2)
-    assert [e.key for e in episodes(switched, DAY, 0.5, 2)] == ["v1-from-2026-02-01T0000", "v2-from-2026-02-03T0000"]
+    assert [e.key for e in episodes(switched, DAY, 2)] == ["v1-from-2026-02-01T0000", "v2-from-2026-02-03T0000"]
 
 
 def test_the_same_reports_give_the_same_episode_key_as_they_grow():
-    early = episodes(reports(0.1, 0.9, 0.9), DAY, 0.5, 2)
-    later = episodes(reports(0.1, 0.9, 0.9, 0.9, 0.8), DAY, 0.5, 2)
+    early = episodes(reports(0.1, 0.9, 0.9), DAY, 2)
+    later = episodes(reports(0.1, 0.9, 0.9, 0.9, 0.8), DAY, 2)
     assert early[0].key == later[0].key == "v1-from-2026-02-02T0000"
 
 
 def test_retraining_waits_until_labels_from_the_onset_are_final():
-    episode = episodes(reports(0.1, 0.9, 0.9), DAY, 0.5, 2)[0]
+    episode = episodes(reports(0.1, 0.9, 0.9), DAY, 2)[0]
     # 7 partitions from the onset (day 1) need final labels: examples before day 8, final 30 days later.
     too_early = decide(episode, day(37), MATURITY, DAY, 7, {})
     assert too_early.action == "defer" and "labels up to 2026-02-09" in too_early.reason
@@ -48,15 +49,15 @@ def test_retraining_waits_until_labels_from_the_onset_are_final():
 
 
 def test_drift_on_partitions_with_quarantined_rows_alerts_instead_of_retraining():
-    episode = episodes(reports(0.9, 0.9), DAY, 0.5, 2)[0]
+    episode = episodes(reports(0.9, 0.9), DAY, 2)[0]
     decision = decide(episode, day(90), MATURITY, DAY, 7, {day(0): 0.0, day(1): 0.2})
     assert decision.action == "alert" and "20.0% of rows quarantined on 2026-02-02" in decision.reason
     assert decide(episode, day(90), MATURITY, DAY, 7, {day(1): 0.005}).action == "retrain"  # a few bad rows
 
 
 def test_a_sustained_drop_in_realised_performance_retrains_at_once_under_its_own_key():
-    drops = reports(0.02, 0.2, 0.25, 0.3, 0.01)  # realised metric below validation by this much
-    found = episodes(drops, DAY, threshold=0.15, sustained=3, cause="performance")
+    drops = reports(0.02, 0.2, 0.25, 0.3, 0.01, threshold=0.15)  # realised metric below validation by this much
+    found = episodes(drops, DAY, sustained=3, cause="performance")
     assert [e.key for e in found] == ["v1-performance-from-2026-02-02T0000"]
     decision = decide(found[0], None, MATURITY, DAY, 7, {})  # measured on final labels: nothing to wait for
     assert decision.action == "retrain" and "below its validation for 3 partitions" in decision.reason

@@ -25,18 +25,15 @@ from mlfs_dagster.builders.common import (
 from mlfs_dagster.builders.models import CHAMPION
 from mlfs_dagster.core import feature_view
 from mlfs_dagster.core.specs import Column, ModelSpec, System
+from mlfs_dagster.core.training import outputs
 from mlfs_dagster.resources import ModelRegistryResource, OfflineStoreResource
 
 MODEL_VERSION = "model_version"
 
 
-def prediction_column(model: ModelSpec) -> str:
-    return "score" if model.feature_view.label.kind == "binary" else "prediction"
-
-
 def predictions_asset(system: System, model: ModelSpec) -> AssetsDefinition:
     view, name = model.feature_view, model.registered_name
-    output = prediction_column(model)
+    output = model.output_column
     docs = {**view.column_docs(),
             output: Column(output, None, "Probability of the positive class." if output == "score" else "Predicted value."),
             MODEL_VERSION: Column(MODEL_VERSION, None, f"Version of `{name}` that scored the row.")}
@@ -85,10 +82,7 @@ def predict(fitted, model: ModelSpec, vectors: pa.Table) -> np.ndarray:
     """Probabilities of the positive class (binary) or predicted values (regression), one per row."""
     if vectors.num_rows == 0:
         return np.array([])
-    frame = vectors.select(list(model.features)).to_pandas()
-    if model.feature_view.label.kind == "binary":
-        return fitted.predict_proba(frame)[:, 1]
-    return fitted.predict(frame)
+    return outputs(fitted, model.feature_view.label.kind, vectors.select(list(model.features)).to_pandas())
 
 
 def _figures(period_rows: pa.Table, model: ModelSpec) -> dict:

@@ -9,10 +9,10 @@ version is not a new candidate: nothing is trained or registered.
 import pandas as pd
 from dagster import (
     AssetCheckResult,
-    AutomationCondition,
     AssetCheckSpec,
     AssetExecutionContext,
     AssetsDefinition,
+    AutomationCondition,
     Config,
     MaterializeResult,
     MetadataValue,
@@ -22,7 +22,7 @@ from pydantic import Field
 
 from mlfs_dagster.builders.common import asset_key, group_name
 from mlfs_dagster.core.specs import ModelSpec, System
-from mlfs_dagster.core.training import SPLIT, evaluate, fit_and_evaluate, gate_failures
+from mlfs_dagster.core.training import SPLIT, evaluate, fit_and_evaluate, gate_failures, monitoring_reference
 from mlfs_dagster.resources import ModelRegistryResource, OfflineStoreResource
 
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -56,8 +56,9 @@ def _candidate_asset(system: System, model: ModelSpec) -> AssetsDefinition:
         key=key,
         group_name=group_name(system, "models"),
         description=f"{model.description}\n\nTrained on the latest version of `{view.asset_name}` (train split), "
-        f"evaluated on its later validation split, logged to MLflow with its training-set version and registered "
-        f"as a new version of `{name}` with the alias `{CHALLENGER}`. Gates: {_gates_text(model)}.",
+        f"evaluated on its later validation split, logged to MLflow with its training-set version and its "
+        "monitoring reference (its latest training rows, its validation outputs), and registered as a new version "
+        f"of `{name}` with the alias `{CHALLENGER}`. Gates: {_gates_text(model)}.",
         deps=[asset_key(system, view.asset_name)],
         kinds={"mlflow", "scikit-learn"},
         owners=[model.owner],
@@ -97,6 +98,7 @@ def _candidate_asset(system: System, model: ModelSpec) -> AssetsDefinition:
                   "champion_at_training": champion.version if champion else "none"},
             input_example=_input_example(frame, model),
             datasets=[{"table": view.table, "snapshot_id": str(snapshot_id), "rows": len(frame), "role": "training"}],
+            frames=monitoring_reference(model, frame, fitted),
         )
         registry.set_alias(name, CHALLENGER, registered.version)
         figures = {k: MetadataValue.float(v) for k, v in metrics.items()}

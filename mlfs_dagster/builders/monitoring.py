@@ -1,7 +1,9 @@
 """Monitoring assets and sensors: a drift report per period for each model, and retraining on drift."""
 
 import datetime as dt
+import tempfile
 from collections import Counter
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -33,14 +35,15 @@ from mlfs_dagster.builders.common import (
     partitions,
     period_ranges,
 )
-from mlfs_dagster.builders.inference import predict, prediction_column
+from mlfs_dagster.builders.models import EXAMPLES_UNTIL_TAG
 from mlfs_dagster.builders.performance import performance_asset_name
 from mlfs_dagster.builders.training import labels_known_until
+from mlfs_dagster.core.drift import STATIC_FOLDER
 from mlfs_dagster.core.offline_store import OfflineStore
 from mlfs_dagster.core.registry import ModelRegistry
 from mlfs_dagster.core.retraining import PartitionSignal, decide, episodes
 from mlfs_dagster.core.specs import ModelSpec, System
-from mlfs_dagster.core.training import SPLIT
+from mlfs_dagster.core.training import monitoring_reference
 from mlfs_dagster.resources import ModelRegistryResource, OfflineStoreResource, ReportStoreResource
 
 DAY = dt.timedelta(days=1)
@@ -92,10 +95,10 @@ def drift_report_asset(system: System, model: ModelSpec) -> AssetsDefinition:
         from mlfs_dagster.core.drift import add_header, drift_rows, feature_drift
 
         store, registry, time_range = offline_store.open(), model_registry.open(), partition_range(context)
-        time = view.spine_time
+        time, output = view.spine_time, model.output_column
         served = store.read_range(model.predictions_table, time, time_range)
         numerical, categorical = monitored_features(model, served.schema)
-        references, validation_outputs, rows = {}, {}, []
+        references, rows, days = {}, [], []
         for period in period_ranges(time_range, system.step):
             key = partition_key(system, period.start)
             current = served.filter(pc.and_(pc.greater_equal(served[time], period.start), pc.less(served[time], period.end)))
@@ -104,34 +107,33 @@ def drift_report_asset(system: System, model: ModelSpec) -> AssetsDefinition:
                                  f"{model.name}_predictions for it")
             version = Counter(current["model_version"].to_pylist()).most_common(1)[0][0]
             if version not in references:
-                references[version] = _reference(store, registry, model, version).to_pandas()
-                validation_outputs[version] = _validation_outputs(store, registry, model, version)
-            output = prediction_column(model)
-            prediction = feature_drift(validation_outputs[version], current.select([output]).to_pandas(), [output], [])
-            outputs_drift = prediction.columns[0]
+                references[version] = _monitoring_reference(store, registry, model, version)
+            reference = references[version]
+            outputs_drift = feature_drift(reference["validation_outputs"], current.select([output]).to_pandas(),
+                                          [output], []).columns[0]
             result = feature_drift(
-                _same_time_of_day(references[version], time, period.start, system),
+                _same_time_of_day(reference["training_rows"], time, period.start, system),
                 current.select([*numerical, *categorical]).to_pandas(), numerical, categorical,
                 share_threshold=model.drift_share_to_retrain,
                 html_path=report_store.path(system.name, drift_asset_name(model), f"{key}.html"),
-                static_dir=report_store.path("_static"),  # Evidently's scripts, once for every report
+                static_dir=report_store.path(STATIC_FOLDER),  # Evidently's scripts, once for every report
             )
-            rows += drift_rows(result, period.start, version)
-            served_by = registry.get_version(name, version)
-            reference = (f"{served_by.tags.get('training_set_version', 'unknown training set')}, train split, examples "
-                         f"up to {served_by.tags.get('examples_until', 'unknown')}"
-                         + (f", the same hour of day ({period.start:%H}:00)" if system.step < DAY else ""))
-            decision = "drifted" if result.dataset_drift else "no drift"
+            rows += drift_rows(result, outputs_drift, period.start, version)
+            decision = _decision(result, outputs_drift)
+            reference_text = _reference_text(registry.get_version(model.registered_name, version), model, period, system)
             if result.html_path:
                 add_header(result.html_path, {
-                    "partition": key, "model": f"{name} v{version}", "reference": reference,
+                    "partition": key, "model": f"{model.registered_name} v{version}", "reference": reference_text,
                     "drift share": f"{result.drift_share:.2f} of {len(result.columns)} columns "
-                                   f"(threshold {model.drift_share_to_retrain})", "decision": decision})
+                                   f"(threshold {model.drift_share_to_retrain})",
+                    "prediction drift": f"{outputs_drift.score:.3f} ({outputs_drift.method}, threshold "
+                                        f"{outputs_drift.threshold})", "decision": decision})
+            days.append((period.start, version, result, outputs_drift))
             context.add_asset_metadata(
                 {"drift_share": result.drift_share, "drifted_column_count": len(result.drifted_columns),
-                 "dataset_drift": result.dataset_drift, "decision": decision, "reference": reference,
-                 "columns": _column_table(result), "model_version": version,
-                 "drifted_columns": MetadataValue.json(list(result.drifted_columns)),
+                 "dataset_drift": result.dataset_drift, "drifted": result.dataset_drift or outputs_drift.drifted,
+                 "decision": decision, "reference": reference_text, "columns": _column_table(result),
+                 "model_version": version, "drifted_columns": MetadataValue.json(list(result.drifted_columns)),
                  "prediction_drift": outputs_drift.score, "prediction_drifted": outputs_drift.drifted,
                  "prediction_drift_test": f"{outputs_drift.method} against the version's validation {output}s, "
                                           f"threshold {outputs_drift.threshold}",
@@ -140,9 +142,52 @@ def drift_report_asset(system: System, model: ModelSpec) -> AssetsDefinition:
                 partition_key=key,
             )
         snapshot_id = store.replace_range(model.drift_table, pa.Table.from_pylist(rows), "day", time_range)
-        return MaterializeResult(metadata={"iceberg/snapshot_id": str(snapshot_id)})
+        run_id = _log_monitoring_run(context, registry, report_store, model, days)
+        return MaterializeResult(metadata={"iceberg/snapshot_id": str(snapshot_id), "mlflow_run_id": run_id})
 
     return drift_report
+
+
+def _decision(result, outputs_drift) -> str:
+    """What the day counts as for retraining: drifted features (by share) or drifted predictions, or neither."""
+    causes = ([f"{len(result.drifted_columns)} of {len(result.columns)} features"] if result.dataset_drift else []) + (
+        ["the predictions"] if outputs_drift.drifted else [])
+    return f"drifted: {' and '.join(causes)}" if causes else "no drift"
+
+
+def _reference_text(served_by, model: ModelSpec, period, system: System) -> str:
+    window = (f"its latest {model.drift_reference_window.days} days up to "
+              if model.drift_reference_window else "examples up to ")
+    return (f"{served_by.tags.get('training_set_version', 'unknown training set')}, train split, {window}"
+            f"{served_by.tags.get(EXAMPLES_UNTIL_TAG, 'unknown')}"
+            + (f", the same hour of day ({period.start:%H}:00)" if system.step < DAY else ""))
+
+
+def _log_monitoring_run(context: AssetExecutionContext, registry: ModelRegistry, report_store: ReportStoreResource,
+                        model: ModelSpec, days: list) -> str:
+    """The materialization as an MLflow run of the model's experiment: drift figures per period, and each report
+    loading Evidently's scripts from the report server (MLflow's viewer cannot follow relative links)."""
+    from mlfs_dagster.core.drift import with_static_at
+
+    static_dir = report_store.path(STATIC_FOLDER)
+    series = {"drift_share": [(start, r.drift_share) for start, _, r, _ in days],
+              "drifted_column_count": [(start, len(r.drifted_columns)) for start, _, r, _ in days],
+              "prediction_drift": [(start, o.score) for start, _, _, o in days]}
+    keys = context.partition_keys
+    with tempfile.TemporaryDirectory(prefix="mlfs-reports-") as folder:
+        copies = []
+        for _, _, result, _ in days:
+            if result.html_path:
+                copy = Path(folder, result.html_path.name)
+                copy.write_text(with_static_at(result.html_path, static_dir, report_store.url(static_dir)),
+                                encoding="utf-8")
+                copies.append(copy)
+        return registry.log_monitoring_run(
+            f"{model.name} monitoring {keys[0]}" + (f"..{keys[-1]}" if len(keys) > 1 else ""),
+            tags={"mlfs/model": model.registered_name, "mlfs/asset": context.asset_key.to_user_string(),
+                  "mlfs/partitions": f"{keys[0]}..{keys[-1]}", "dagster/run_id": context.run_id,
+                  "mlfs/model_versions": ",".join(sorted({version for _, version, _, _ in days}))},
+            series=series, files=copies, artifact_path="drift_reports")
 
 
 def _column_table(result) -> MetadataValue:
@@ -155,23 +200,18 @@ def _column_table(result) -> MetadataValue:
                       "drifted": c.drifted}) for c in result.columns], schema=schema)
 
 
-def _validation_outputs(store: OfflineStore, registry: ModelRegistry, model: ModelSpec, version: str):
-    """What the serving version predicted on its own validation rows: the reference for prediction drift."""
-    import pandas as pd
-
-    snapshot_id = int(registry.get_version(model.registered_name, version).tags["training_set_snapshot"])
-    rows = store.read(model.feature_view.table, (*model.features, SPLIT), snapshot_id=snapshot_id)
-    validation = rows.filter(pc.equal(rows[SPLIT], "validation"))
-    outputs = predict(registry.load_version(model.registered_name, version), model, validation)
-    return pd.DataFrame({prediction_column(model): outputs})
-
-
-def _reference(store: OfflineStore, registry: ModelRegistry, model: ModelSpec, version: str) -> pa.Table:
-    """The training rows of the set the serving model was trained on, read at its exact snapshot."""
-    snapshot_id = int(registry.get_version(model.registered_name, version).tags["training_set_snapshot"])
-    time = model.feature_view.spine_time
-    reference = store.read(model.feature_view.table, (*model.features, time, SPLIT), snapshot_id=snapshot_id)
-    return reference.filter(pc.equal(reference[SPLIT], "train")).select([*model.features, time])
+def _monitoring_reference(store: OfflineStore, registry: ModelRegistry, model: ModelSpec, version: str) -> dict:
+    """The serving version's monitoring reference, logged with it at training. A version trained before
+    references were logged gets its reference built from its training-set snapshot, and logged then, once."""
+    name = model.registered_name
+    frames = {key: registry.version_frame(name, version, key) for key in ("training_rows", "validation_outputs")}
+    if all(frame is not None for frame in frames.values()):
+        return frames
+    served_by = registry.get_version(name, version)
+    training_set = store.read(model.feature_view.table, snapshot_id=int(served_by.tags["training_set_snapshot"]))
+    frames = monitoring_reference(model, training_set.to_pandas(), registry.load_version(name, version))
+    registry.log_frames(served_by.run_id, frames)
+    return frames
 
 
 def _same_time_of_day(reference, time: str, period_start, system: System):
@@ -198,7 +238,8 @@ def retraining_sensor(system: System, model: ModelSpec, targets: list[AssetsDefi
         name=sensor_name(system, model),
         description=(
             f"Retrains `{model.registered_name}` (training set, model, champion) when {model.drifted_partitions_to_retrain} "
-            f"consecutive partitions of {drift_asset_name(model)} reach a drift share of {model.drift_share_to_retrain}, "
+            f"consecutive partitions of {drift_asset_name(model)} drift (a drift share of {model.drift_share_to_retrain}, "
+            "or drifted predictions), "
             f"once {model.new_labelled_partitions_to_retrain} partitions from the drift onset have final labels "
             f"({view.label.maturity} after each example); or when {model.degraded_partitions_to_retrain} consecutive "
             f"partitions of realised {model.watched_metric} lie {model.performance_drop_to_retrain} or more below "
@@ -210,12 +251,11 @@ def retraining_sensor(system: System, model: ModelSpec, targets: list[AssetsDefi
         minimum_interval_seconds=60,
     )
     def drift_retraining(context: SensorEvaluationContext):
-        found = episodes(_latest_signals(context.instance, system, watched, _drift_share), system.step,
-                         model.drift_share_to_retrain, model.drifted_partitions_to_retrain)
+        found = episodes(_latest_signals(context.instance, system, watched, _drifted), system.step,
+                         model.drifted_partitions_to_retrain)
         if model.watched_metric:
-            found += episodes(_latest_signals(context.instance, system, realised, _performance_drop(model)),
-                              system.step, model.performance_drop_to_retrain, model.degraded_partitions_to_retrain,
-                              cause="performance")
+            found += episodes(_latest_signals(context.instance, system, realised, _degraded(model)),
+                              system.step, model.degraded_partitions_to_retrain, cause="performance")
         if not found:
             return SensorResult(skip_reason="no sustained drift or fall of realised performance")
         known = labels_known_until(context.instance, system, view)
@@ -243,18 +283,18 @@ def _retraining_request(model: ModelSpec, decision) -> RunRequest:
     )
 
 
-def _drift_share(metadata) -> float | None:
-    return metadata["drift_share"].value if "drift_share" in metadata else None
+def _drifted(metadata) -> bool | None:
+    return metadata["drifted"].value if "drifted" in metadata else None
 
 
-def _performance_drop(model: ModelSpec):
-    """How far the realised watched metric fell below validation; None where the day is not scored."""
+def _degraded(model: ModelSpec):
+    """Whether the realised watched metric fell the model's tolerance below validation; None where not scored."""
     gap = f"{model.watched_metric}_vs_validation"
 
-    def drop(metadata) -> float | None:
-        return -metadata[gap].value if gap in metadata else None
+    def degraded(metadata) -> bool | None:
+        return -metadata[gap].value >= model.performance_drop_to_retrain if gap in metadata else None
 
-    return drop
+    return degraded
 
 
 def _latest_signals(instance, system: System, key, signal) -> list[PartitionSignal]:

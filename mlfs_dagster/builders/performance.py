@@ -32,7 +32,7 @@ from mlfs_dagster.builders.common import (
     partitions,
     period_ranges,
 )
-from mlfs_dagster.builders.inference import MODEL_VERSION, prediction_column
+from mlfs_dagster.builders.inference import MODEL_VERSION
 from mlfs_dagster.builders.models import EXAMPLES_UNTIL_TAG
 from mlfs_dagster.builders.training import labels_known_until
 from mlfs_dagster.core import feature_view
@@ -96,7 +96,7 @@ def performance_asset(system: System, model: ModelSpec) -> AssetsDefinition:
                     "would measure memory, not performance")}, partition_key=key)
                 continue
             realised = metrics_of(day[label.column].to_numpy(zero_copy_only=False),
-                                  day[prediction_column(model)].to_numpy(zero_copy_only=False), label.kind,
+                                  day[model.output_column].to_numpy(zero_copy_only=False), label.kind,
                                   model.alert_threshold if label.kind == "binary" else None)
             validation = served.metrics
             context.add_asset_metadata({**_figures(realised, validation, version), "out_of_sample": True},
@@ -144,7 +144,7 @@ def _scored_examples(store, view, model: ModelSpec, time_range, known) -> pa.Tab
     on_spine = () if label.source is not None else (label.column,)
     examples = with_labels(view, store, feature_view.read_spine(view, store, time_range, extra=on_spine), known)
     predictions = store.read_range(model.predictions_table, view.spine_time, time_range,
-                                   (*view.spine_keys, prediction_column(model), MODEL_VERSION))
+                                   (*view.spine_keys, model.output_column, MODEL_VERSION))
     keys = ", ".join(f'"{k}"' for k in view.spine_keys)
     from_examples = ", ".join(f'e."{c}"' for c in (label.column, view.spine_time) if c not in view.spine_keys)
     return query(f"SELECT p.*, {from_examples} FROM predictions p JOIN examples e USING ({keys})",

@@ -278,6 +278,15 @@ def _static_files(static_dir: Path) -> tuple[Path, Path]:
     return lib_file, font_file
 
 
+def with_static_at(html_path: Path, static_dir: Path, static_url: str) -> str:
+    """The report's page loading Evidently's bundle and font from `static_url`, where `static_dir` is served,
+    instead of relative to the report: for a copy viewed elsewhere, such as MLflow's artifact viewer."""
+    page = html_path.read_text(encoding="utf-8")
+    for static_file in _static_files(static_dir):
+        page = page.replace(_relative_url(static_file, html_path), f"{static_url.rstrip('/')}/{quote(static_file.name)}")
+    return page
+
+
 def _relative_url(target: Path, html_path: Path) -> str:
     return quote(Path(os.path.relpath(target, html_path.parent)).as_posix())
 
@@ -309,12 +318,14 @@ def _read_snapshot(snapshot: dict) -> dict[str, ColumnDrift]:
     return drifts
 
 
-def drift_rows(result: DriftResult, period_start, model_version: str) -> list[dict]:
-    """One row per column of a period's result, for the monitoring table (`day` is the period's start)."""
+def drift_rows(result: DriftResult, outputs: ColumnDrift, period_start, model_version: str) -> list[dict]:
+    """One row per column of a period's result, with the drift of the model's `outputs`, for the monitoring
+    table (`day` is the period's start)."""
     return [
         {"day": period_start, "column": c.column, "method": c.method, "score": float(c.score),
          "threshold": float(c.threshold), "drifted": bool(c.drifted), "drift_share": result.drift_share,
-         "dataset_drift": result.dataset_drift, "model_version": model_version,
+         "dataset_drift": result.dataset_drift, "prediction_drift": float(outputs.score),
+         "prediction_drifted": bool(outputs.drifted), "model_version": model_version,
          "current_rows": result.current_rows, "report": str(result.html_path)}
         for c in result.columns
     ]

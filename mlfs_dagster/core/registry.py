@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from mlflow.models.model import ModelInfo
 
 MODEL_ARTIFACT_NAME = "model"
+FRAMES_PATH = "frames"
 DATASET_SOURCE_TYPE = "iceberg"
 # Pinned from the running environment: inferring requirements costs MLflow about 5 s per model.
 PINNED_PACKAGES = ("scikit-learn", "pandas", "numpy", "cloudpickle")
@@ -94,20 +95,48 @@ class ModelRegistry:
         tags: dict[str, str],
         input_example: pd.DataFrame | None = None,
         datasets: list[dict] | None = None,
+        frames: dict[str, pd.DataFrame] | None = None,
     ) -> RegisteredVersion:
-        """Log a fitted pipeline with its metrics, params, tags and datasets in one run, and register
-        it as a new version of `name` (created if absent), tagged with `tags`."""
+        """Log a fitted pipeline with its metrics, params, tags, datasets and `frames` (parquet artifacts
+        under `frames/`, read back by `version_frame`) in one run, and register it as a new version of
+        `name` (created if absent), tagged with `tags`."""
         import mlflow
 
         run_id = self.client.create_run(self._experiment_id(), tags=tags, run_name=name).info.run_id
         with _fluent_tracking_uri(self.tracking_uri):
             with mlflow.start_run(run_id=run_id):  # log_model attaches the model to the active run
                 self._log_run_data(run_id, metrics, params, datasets or [])
+                self.log_frames(run_id, frames or {})
                 logged_model = _log_sklearn_model(model, input_example)
             # Still under the fluent URI: the SQL registry resolves a models:/m-... source through the
             # global tracking URI, not the client's (a TODO in mlflow's sqlalchemy_store).
             model_version = self._register(name, logged_model, run_id, tags)
         return _registered_version(model_version, metrics={k: float(v) for k, v in metrics.items()})
+
+    def log_frames(self, run_id: str, frames: dict[str, pd.DataFrame]) -> None:
+        """Each frame as `frames/<key>.parquet` in the run's artifacts."""
+        with tempfile.TemporaryDirectory(prefix="mlfs-frames-") as folder:
+            for key, frame in frames.items():
+                frame.to_parquet(Path(folder, f"{key}.parquet"), index=False)
+            if frames:
+                self.client.log_artifacts(run_id, folder, FRAMES_PATH)
+
+    def log_monitoring_run(self, run_name: str, tags: dict[str, str],
+                           series: dict[str, list[tuple[dt.datetime, float]]], files: list[Path],
+                           artifact_path: str) -> str:
+        """A finished run with each metric of `series` logged once per period (step = the period's index,
+        timestamp = its start, so MLflow plots them over time) and `files` under `artifact_path`; its id."""
+        from mlflow.entities import Metric
+
+        run_id = self.client.create_run(self._experiment_id(), tags=tags, run_name=run_name).info.run_id
+        points = [Metric(key, float(value), int(at.timestamp() * 1000), step)
+                  for key, values in series.items() for step, (at, value) in enumerate(values)]
+        for start in range(0, len(points), 1000):  # MLflow takes at most 1,000 metrics per batch
+            self.client.log_batch(run_id, metrics=points[start:start + 1000])
+        for path in files:
+            self.client.log_artifact(run_id, str(path), artifact_path)
+        self.client.set_terminated(run_id)
+        return run_id
 
     def set_alias(self, name: str, alias: str, version: str) -> None:
         self.client.set_registered_model_alias(name, alias, str(version))
@@ -200,6 +229,22 @@ class ModelRegistry:
                 artifact_uri=artifact_uri, dst_path=folder, tracking_uri=self.tracking_uri
             )
             return mlflow.sklearn.load_model(local_path)
+
+    def version_frame(self, name: str, version: str, key: str) -> pd.DataFrame | None:
+        """A frame logged with a version's run (`frames`); None if that run has none under `key`."""
+        import mlflow
+        import pandas as pd
+        from mlflow.exceptions import MlflowException
+
+        run_id = self.get_version(name, version).run_id
+        with tempfile.TemporaryDirectory(prefix="mlfs-frame-") as folder:
+            try:
+                path = mlflow.artifacts.download_artifacts(
+                    run_id=run_id, artifact_path=f"{FRAMES_PATH}/{key}.parquet", dst_path=folder,
+                    tracking_uri=self.tracking_uri)
+            except (MlflowException, OSError):
+                return None
+            return pd.read_parquet(path)
 
     def models(self) -> list[ModelSummary]:
         """Every registered model with all its versions and aliases, read from the store."""

@@ -1,8 +1,8 @@
 """When monitoring should retrain a model: sustained episodes and the decision for each, with its reason.
 
-An episode is a run of consecutive flagged partitions served by one model version: feature drift at or above
-the model's drift share, or realised performance (once labels are final) fallen below the version's
-validation figure by more than the model's tolerance. It is keyed by what it is (its cause, the model version
+An episode is a run of consecutive flagged partitions served by one model version: drifted (features at or
+above the model's drift share, or the predictions), or realised performance (once labels are final) fallen
+below the version's validation figure by more than the model's tolerance. It is keyed by what it is (its cause, the model version
 and the first flagged partition), so handling the same reports again, after a daemon restart or a re-run of
 the reports, decides the same thing and requests nothing new. A drift episode retrains only when the data can
 teach a new model something: enough partitions from the onset must have final labels (labels mature after
@@ -22,10 +22,10 @@ QUARANTINE_SHARE_INCIDENT = 0.01  # a larger share of a partition's rows quarant
 
 @dataclass(frozen=True)
 class PartitionSignal:
-    """A partition's monitoring figure: its drift share, or how far a realised metric fell below validation."""
+    """Whether monitoring flagged a partition: drift, or a realised metric fallen below validation."""
 
     start: dt.datetime
-    value: float
+    flagged: bool
     model_version: str
 
 
@@ -52,15 +52,15 @@ class Decision:
     reason: str
 
 
-def episodes(signals: list[PartitionSignal], step: dt.timedelta, threshold: float, sustained: int,
+def episodes(signals: list[PartitionSignal], step: dt.timedelta, sustained: int,
              cause: Literal["drift", "performance"] = "drift") -> list[Episode]:
-    """Runs of at least `sustained` consecutive partitions at or above `threshold`, per serving version.
+    """Runs of at least `sustained` consecutive flagged partitions, per serving version.
 
     A gap (a partition without a report) or a change of serving model ends a run.
     """
     runs, run = [], []
     for report in sorted(signals, key=lambda r: r.start):
-        drifted = report.value >= threshold
+        drifted = report.flagged
         follows = bool(run) and report.start - run[-1].start == step and report.model_version == run[-1].model_version
         if drifted and follows:
             run.append(report)

@@ -370,6 +370,8 @@ class ModelSpec:
     realised performance retrains too: `degraded_partitions_to_retrain` consecutive partitions whose realised
     `watched_metric` (the first gate's metric) lies `performance_drop_to_retrain` or more below the serving
     version's validation figure. One day's metric is noisy; the run of partitions is what makes it a signal.
+    Drift is measured against the latest `drift_reference_window` of the train split (None: all of it), so a
+    slow trend in the population that the model was trained on recently is not mistaken for drift.
     """
 
     name: str
@@ -386,11 +388,17 @@ class ModelSpec:
     new_labelled_partitions_to_retrain: int = 7  # final labels from the drift onset a retrain needs to learn from
     performance_drop_to_retrain: float = 0.15
     degraded_partitions_to_retrain: int = 5
+    drift_reference_window: dt.timedelta | None = dt.timedelta(days=28)
     system: str = ""
 
     @property
     def watched_metric(self) -> str | None:
         return self.gates[0].metric if self.gates else None
+
+    @property
+    def output_column(self) -> str:
+        """Where predictions keep the model's output: a probability (binary) or a predicted value."""
+        return "score" if self.feature_view.label.kind == "binary" else "prediction"
 
     @property
     def registered_name(self) -> str:

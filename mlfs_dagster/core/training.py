@@ -12,6 +12,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -22,6 +23,7 @@ from mlfs_dagster.core.offline_store import OfflineStore, TimeRange
 from mlfs_dagster.core.specs import FeatureViewSpec, Gate, ModelSpec
 
 SPLIT = "split"
+REFERENCE_ROWS = 20_000  # what a drift report compares at most: more rows only add time
 HIGHER_IS_BETTER = {"pr_auc", "roc_auc", "r2", "recall", "precision"}
 
 
@@ -109,14 +111,19 @@ def time_split(times: pa.ChunkedArray, validation_fraction: float, gap: dt.timed
     return split.combine_chunks() if isinstance(split, pa.ChunkedArray) else split
 
 
+def outputs(model, kind: str, features: pd.DataFrame) -> np.ndarray:
+    """Probabilities of the positive class (binary) or predicted values (regression), one per row."""
+    return model.predict_proba(features)[:, 1] if kind == "binary" else model.predict(features)
+
+
 def evaluate(model, frame: pd.DataFrame, features: list[str], label: str, kind: str) -> dict[str, float]:
     """Binary: PR-AUC and ROC-AUC from probabilities (never hard 0/1 predictions); regression: MAE, RMSE, R2."""
     if kind == "regression":
-        return metrics_of(frame[label].to_numpy(), model.predict(frame[features]), kind)
+        return metrics_of(frame[label].to_numpy(), outputs(model, kind, frame[features]), kind)
     truth = frame[label].to_numpy().astype(int)
     if truth.min() == truth.max():
         raise ValueError(f"cannot evaluate on {len(truth)} rows with a single class in '{label}'")
-    return metrics_of(truth, model.predict_proba(frame[features])[:, 1], kind)
+    return metrics_of(truth, outputs(model, kind, frame[features]), kind)
 
 
 def metrics_of(truth, predicted, kind: str, alert_threshold: float | None = None) -> dict[str, float]:
@@ -152,6 +159,24 @@ def fit_and_evaluate(model_spec: ModelSpec, frame: pd.DataFrame, seed: int | Non
     model = model_spec.build_pipeline(seed).fit(train[features], target)
     metrics = evaluate(model, validation, features, label.column, label.kind)
     return model, {**metrics, "train_rows": float(len(train))}
+
+
+def monitoring_reference(model_spec: ModelSpec, frame: pd.DataFrame, fitted) -> dict[str, pd.DataFrame]:
+    """What monitoring compares a version's service with, fixed when it is trained.
+
+    `training_rows`: the train split's latest `drift_reference_window`, at most REFERENCE_ROWS rows sampled
+    with a fixed seed, features and event time. `validation_outputs`: the version's outputs on its validation
+    split, the reference for prediction drift.
+    """
+    time = model_spec.feature_view.spine_time
+    train, validation = frame[frame[SPLIT] == "train"], frame[frame[SPLIT] == "validation"]
+    if model_spec.drift_reference_window is not None and not train.empty:
+        train = train[train[time] >= train[time].max() - model_spec.drift_reference_window]
+    if len(train) > REFERENCE_ROWS:
+        train = train.sample(REFERENCE_ROWS, random_state=0).sort_values(time)
+    kind, features = model_spec.feature_view.label.kind, list(model_spec.features)
+    return {"training_rows": train[[*features, time]].reset_index(drop=True),
+            "validation_outputs": pd.DataFrame({model_spec.output_column: outputs(fitted, kind, validation[features])})}
 
 
 def gate_failures(gates: tuple[Gate, ...], metrics: Mapping[str, float],
