@@ -98,7 +98,7 @@ def test_identical_distributions_do_not_drift(reference):
     assert not result.dataset_drift
     assert [column.column for column in result.columns] == NUMERICAL + CATEGORICAL
     assert (result.reference_rows, result.current_rows) == (3_000, 3_000)
-    assert result.html_path is None
+    assert result.html_path is None  # none asked for
 
 
 def test_mean_shift_of_one_std_drifts_that_column_only(shifted_result):
@@ -138,14 +138,24 @@ def test_booleans_are_tested_as_categories_even_when_listed_as_numbers(reference
     assert by_column(result)["card_present"].method == JENSEN_SHANNON
 
 
-def test_html_report_is_saved(shifted_result):
-    html_path = shifted_result.html_path
+def test_html_report_tables_every_column_and_charts_the_drifted_ones(shifted_result):
+    html = shifted_result.html_path.read_text(encoding="utf-8")
 
-    html = html_path.read_text(encoding="utf-8")
-    # Evidently's HTML never names Evidently; it does name each column and its verdict.
-    for column in NUMERICAL + CATEGORICAL:
-        assert f"Drift in column '{column}'" in html
+    body = html.index("<body")
+    table = html[body:html.index("<script", body)]  # before Evidently's charts
+    for column in shifted_result.columns:
+        assert f"<td>{column.column}</td><td>{column.method}</td>" in table
+    # Evidently's own chart widgets, for the drifted column only
+    assert "Drift in column 'amount'" in html
     assert "Data drift detected. Drift detection method: Wasserstein distance (normed)" in html
+    assert not [c for c in NUMERICAL + CATEGORICAL if c != "amount" and f"Drift in column '{c}'" in html]
+
+
+def test_a_report_without_drift_is_the_table_alone(reference, tmp_path):
+    result = drift(reference, transactions(seed=2), html_path=tmp_path / "quiet.html")
+
+    html = result.html_path.read_text(encoding="utf-8")
+    assert "No column drifted" in html and "Drift in column" not in html
 
 
 def test_report_loads_evidently_from_a_static_folder_beside_it_by_default(shifted_result):
