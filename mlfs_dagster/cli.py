@@ -47,7 +47,8 @@ def _status(args: argparse.Namespace) -> None:
     for model in status["models"]:
         print(f"model {model['name']}: versions {[v['version'] for v in model['versions']]}, aliases {model['aliases']}")
     for model, periods in status["drift"].items():
-        print(f"{model} drift reports: {len(periods)} periods, drifted on {[p for p, d in periods.items() if d['dataset_drift']]}")
+        print(f"{model} drift reports: {len(periods)} periods, drifted on "
+              f"{[p for p, d in periods.items() if d['dataset_drift'] or d['prediction_drifted']]}")
     print(f"sensor requests: {len(status['sensor_requests'])}")
 
 
@@ -99,6 +100,11 @@ def _reports(args: argparse.Namespace) -> None:
     class Quiet(SimpleHTTPRequestHandler):
         def log_message(self, *args) -> None:  # one line per request would bury the terminal
             pass
+
+        def end_headers(self) -> None:
+            # Reports viewed inside MLflow load Evidently's icon font from here, and fonts need CORS.
+            self.send_header("Access-Control-Allow-Origin", "*")
+            super().end_headers()
 
     settings = Settings.from_env()
     settings.reports.mkdir(parents=True, exist_ok=True)

@@ -55,11 +55,12 @@ def test_mlfs_reports_serves_the_reports_folder_the_ui_links_to(tmp_path):
         assert "http://localhost:3917" in server.stdout.readline()
         for _ in range(50):
             try:
-                body = urllib.request.urlopen("http://localhost:3917/shop/model_feature_drift/2026-01-02.html").read()
+                response = urllib.request.urlopen("http://localhost:3917/shop/model_feature_drift/2026-01-02.html")
                 break
             except OSError:
                 time.sleep(0.1)
-        assert b"drift of 2026-01-02" in body
+        assert b"drift of 2026-01-02" in response.read()
+        assert response.headers["Access-Control-Allow-Origin"] == "*"  # MLflow's viewer loads the font from here
     finally:
         server.terminate()
         server.wait(timeout=10)
