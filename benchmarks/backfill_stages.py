@@ -30,16 +30,17 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from card_fraud.demo import QUIET, DemoConfig
+from card_fraud.features import CARD_TXN_WINDOWS
+from card_fraud.simulator import simulate
+from card_fraud.system import FRAUD_MODEL, FRAUD_VIEW, SYSTEM
+
 # None of these modules reads the environment when imported; card_fraud.definitions does, so it is
 # imported only after `use_home` has pointed the environment at the benchmark's folder.
 from mlfs_dagster.cli import init_dagster_home
 from mlfs_dagster.core.features import compute_feature_group
 from mlfs_dagster.core.offline_store import OfflineStore, TimeRange
 from mlfs_dagster.core.pit import FeatureJoin, point_in_time_join
-from card_fraud.demo import QUIET, DemoConfig
-from card_fraud.features import CARD_TXN_WINDOWS
-from card_fraud.simulator import simulate
-from card_fraud.system import FRAUD_MODEL, FRAUD_VIEW, SYSTEM
 from mlfs_dagster.settings import use_home
 
 # Training needs 30 days of label maturity after a 29-day warm-up, so a quick run still spans 75 days.

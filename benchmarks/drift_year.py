@@ -14,7 +14,7 @@ The training set is rebuilt only by the first training and by the sensor's retra
 rebuild schedule of daily operation is left out, so every retrain is one the sensor asked for.
 
 Monitoring is scored against `_ground_truth/drift.json`:
-  - per episode: first partition flagged as drifted (features at the drift share, or predictions), delay in partitions, missed or not, the first run
+  - per episode: first partition flagged as drifted (features at the drift share, or a column risen above its recent level), delay in partitions, missed or not, the first run
     of flags long enough for the sensor, the peak drift share, the first partition where one of the
     episode's own columns drifted, realised PR-AUC before/during;
   - false alarms: partitions flagged in quiet periods (outside every episode and GRACE_DAYS after its end);
@@ -52,7 +52,9 @@ from mlfs_dagster.cli import init_dagster_home
 from mlfs_dagster.settings import Settings, use_home
 
 CHUNK_DAYS = 7
-GRACE_DAYS = 2  # after an episode's end, flags are neither detections nor false alarms
+# After an episode's end, flags are neither detections nor false alarms for as long as the longest window of the
+# features it moves (7 days: a 7-day sum still holds the episode, and drifts back when it leaves the window).
+GRACE_DAYS = 7
 BASELINE_DAYS = 14  # realised PR-AUC of an episode is compared with this many days before it
 REPORT_REPEATS = 3
 DIRECT_ROWS = 20_000  # the daily volume the drift report should handle
@@ -341,8 +343,8 @@ def describe_outcome(outcome: dict) -> str:
 class Report:
     day: dt.date
     drift_share: float
-    drifted: bool  # what the sensor counts: features at the drift share, or drifted predictions
-    prediction_drifted: bool
+    drifted: bool  # what the sensor counts: features at the drift share, or a column risen above its recent level
+    risen_columns: tuple[str, ...]
     drifted_columns: tuple[str, ...]
     model_version: str
 
@@ -360,7 +362,7 @@ def drift_reports(instance) -> dict[dt.date, Report]:
             continue
         metadata = {k: v.value for k, v in record.asset_materialization.metadata.items()}
         reports[day] = Report(day, float(metadata["drift_share"]), bool(metadata["drifted"]),
-                              bool(metadata["prediction_drifted"]), tuple(metadata.get("drifted_columns") or ()), str(metadata.get("model_version")))
+                              tuple(metadata.get("risen_columns") or ()), tuple(metadata.get("drifted_columns") or ()), str(metadata.get("model_version")))
     return dict(sorted(reports.items()))
 
 
@@ -620,7 +622,7 @@ def print_false_alarms(alarms: list[Report], reports: dict, episodes: list[Episo
     for r in alarms:
         after = max((e for e in episodes if e.end <= r.day), key=lambda e: e.end, default=None)
         since = f", {(r.day - after.end).days + 1} days after episode {after.number} ended" if after else ""
-        print(f"  {day_label(r.day, start)}: share {r.drift_share:.2f}, predictions {'drifted' if r.prediction_drifted else 'not drifted'}, v{r.model_version}, "
+        print(f"  {day_label(r.day, start)}: share {r.drift_share:.2f}, risen {list(r.risen_columns)}, v{r.model_version}, "
               f"{list(r.drifted_columns)}{since}")
     print(f"quiet partitions with at least one drifted column: {with_columns} of {quiet}; "
           f"columns: {dict(columns.most_common(6)) or 'none'}")

@@ -219,7 +219,7 @@ def _summary(status: dict, landing: Path) -> dict:
     truth = json.loads((landing / "_ground_truth" / "drift.json").read_text())
     injected = min(d["start"] for d in truth["drifts"]) if truth["drifts"] else None
     drift = status["drift"][FRAUD_MODEL.registered_name]
-    flagged = sorted(day for day, d in drift.items() if d["dataset_drift"] or d["prediction_drifted"])
+    flagged = sorted(day for day, d in drift.items() if d["drifted"])
     first_flag = flagged[0] if flagged else None
     delay = (dt.date.fromisoformat(first_flag) - dt.date.fromisoformat(injected)).days if injected and first_flag else None
     return {

@@ -48,7 +48,7 @@ def _status(args: argparse.Namespace) -> None:
         print(f"model {model['name']}: versions {[v['version'] for v in model['versions']]}, aliases {model['aliases']}")
     for model, periods in status["drift"].items():
         print(f"{model} drift reports: {len(periods)} periods, drifted on "
-              f"{[p for p, d in periods.items() if d['dataset_drift'] or d['prediction_drifted']]}")
+              f"{[p for p, d in periods.items() if d['drifted']]}")
     print(f"sensor requests: {len(status['sensor_requests'])}")
 
 

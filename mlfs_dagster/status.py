@@ -32,7 +32,7 @@ def collect_status(settings: Settings, systems: Sequence[System], instance=None)
 
 
 def _latest_drift(store: OfflineStore, table: str) -> dict[str, dict]:
-    """Per period: the share of drifted features, whether the features or the predictions drifted, which columns."""
+    """Per period: the share of drifted features, whether the period counts as drifted, which columns."""
     if not store.exists(table):
         return {}
     periods: dict[str, dict] = {}
@@ -40,7 +40,7 @@ def _latest_drift(store: OfflineStore, table: str) -> dict[str, dict]:
         period = periods.setdefault(
             row["day"].date().isoformat() if row["day"].hour == 0 else row["day"].isoformat(),
             {"drift_share": row["drift_share"], "dataset_drift": row["dataset_drift"],
-             "prediction_drifted": row.get("prediction_drifted", False), "model_version": row["model_version"],
+             "drifted": row.get("period_drifted", row["dataset_drift"]), "model_version": row["model_version"],
              "drifted_columns": []},
         )
         if row["drifted"]:

@@ -3,8 +3,12 @@
 import numpy as np
 import pandas as pd
 
-from mlfs_dagster.core.dataset_checks import label_balance, null_rates, train_validation_shift, \
-    correlation_stability
+from mlfs_dagster.core.dataset_checks import (
+    correlation_stability,
+    label_balance,
+    null_rates,
+    train_validation_shift,
+)
 
 
 def version(positive_share: float, rows: int = 200, seed: int = 0, x_shift: float = 0.0, x_missing: float = 0.0):

@@ -275,3 +275,18 @@ def test_a_copy_for_mlflow_loads_the_bundle_from_the_report_server(reports_root)
     urls = asset_urls(page)
     assert len(urls) == 2 and all(url.startswith("http://reports:3001/_static/evidently-") for url in urls)
     assert page.replace("http://reports:3001/_static/", "../../_static/") == html_path.read_text(encoding="utf-8")
+
+
+def test_a_column_counts_as_risen_when_it_drifts_well_above_its_recent_level_not_when_it_always_drifts():
+    from mlfs_dagster.core.drift import ColumnDrift, risen_columns
+
+    wasserstein, ks = "Wasserstein distance (normed)", "K-S p_value"
+    today = [ColumnDrift("channel", wasserstein, 0.15, 0.1, True),  # was 0.01: a new cause
+             ColumnDrift("merchant_count", wasserstein, 0.26, 0.1, True),  # drifts every day: a trend
+             ColumnDrift("amount", wasserstein, 0.09, 0.1, False),  # rose a lot, yet not drifted
+             ColumnDrift("hour", ks, 0.001, 0.05, True)]  # p-value fell from about 0.5
+    earlier = [{"channel": 0.01, "merchant_count": 0.24, "amount": -0.1, "hour": -0.5 - d / 100} for d in range(7)]
+
+    assert risen_columns(today, earlier, rise=0.12) == ("channel", "hour")
+    assert risen_columns(today, [], rise=0.12) == ()  # nothing to compare with
+    assert risen_columns(today, earlier, rise=0.2) == ("hour",)

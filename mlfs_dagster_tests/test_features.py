@@ -13,12 +13,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from card_fraud.features import CARD_DETAILS, CARD_TXN_WINDOWS, MERCHANT_RISK
+from card_fraud.model import on_demand_features
 from mlfs_dagster.core.features import compute_feature_group, input_range
 from mlfs_dagster.core.offline_store import TimeRange
 from mlfs_dagster.core.specs import FeatureGroupSpec, Gate
 from mlfs_dagster.core.training import evaluate, gate_failures, time_split
-from card_fraud.features import CARD_DETAILS, CARD_TXN_WINDOWS, MERCHANT_RISK
-from card_fraud.model import on_demand_features
 
 UTC_US = pa.timestamp("us", tz="UTC")
 DAY = dt.date(2026, 3, 10)

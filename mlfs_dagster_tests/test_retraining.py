@@ -31,6 +31,16 @@ def test_a_missing_report_or_a_new_serving_version_ends_an_episode():
     assert [e.key for e in episodes(switched, DAY, 2)] == ["v1-from-2026-02-01T0000", "v2-from-2026-02-03T0000"]
 
 
+def test_a_run_soon_after_an_episode_of_the_same_version_is_its_after_effect_not_a_new_episode():
+    flags = reports(0.9, 0.9, 0.9, 0.1, 0.1, 0.9, 0.9, 0.1, 0.1, 0.1, 0.1, 0.1, 0.9, 0.9)
+    found = episodes(flags, DAY, 2, cooldown=3)
+    assert [(e.key, len(e.partitions)) for e in found] == [("v1-from-2026-02-01T0000", 5), ("v1-from-2026-02-13T0000", 2)]
+    assert [e.key for e in episodes(flags, DAY, 2)] == [
+        "v1-from-2026-02-01T0000", "v1-from-2026-02-06T0000", "v1-from-2026-02-13T0000"]
+    other_version = reports(0.9, 0.9) + reports(0.9, 0.9, version="2", start=3)
+    assert len(episodes(other_version, DAY, 2, cooldown=3)) == 2
+
+
 def test_the_same_reports_give_the_same_episode_key_as_they_grow():
     early = episodes(reports(0.1, 0.9, 0.9), DAY, 2)
     later = episodes(reports(0.1, 0.9, 0.9, 0.9, 0.8), DAY, 2)

@@ -17,7 +17,8 @@ from mlfs_dagster.builders import build_definitions
 from mlfs_dagster.builders.common import group_name, range_tags
 from mlfs_dagster.core.yaml_spec import load_system
 from mlfs_dagster_tests.meters import generator
-from mlfs_dagster_tests.meters.system import DEMAND, DEMAND_MODEL, SYSTEM as METERS
+from mlfs_dagster_tests.meters.system import DEMAND, DEMAND_MODEL
+from mlfs_dagster_tests.meters.system import SYSTEM as METERS
 
 METERS_YAML = Path(__file__).parent / "meters"
 

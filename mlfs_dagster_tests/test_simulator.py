@@ -13,8 +13,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from card_fraud.sources import SOURCES as SOURCE_SPECS
-
 from card_fraud.simulator import (
     NEW_COUNTRIES,
     SOURCES,
@@ -26,6 +24,7 @@ from card_fraud.simulator import (
     recorded_config,
     simulate,
 )
+from card_fraud.sources import SOURCES as SOURCE_SPECS
 
 START = dt.date(2026, 1, 1)
 SMALL = SimulationConfig(

@@ -12,8 +12,17 @@ import pytest
 
 from mlfs_dagster.core.offline_store import OfflineStore, TimeRange
 from mlfs_dagster.core.specs import (
-    Column, FeatureGroupSpec, FeatureInput, FeatureSelection, FeatureViewSpec, Label, ModelSpec, SourceSpec, Split,
-    SpecError, System,
+    Column,
+    FeatureGroupSpec,
+    FeatureInput,
+    FeatureSelection,
+    FeatureViewSpec,
+    Label,
+    ModelSpec,
+    SourceSpec,
+    SpecError,
+    Split,
+    System,
 )
 from mlfs_dagster.core.training import build_training_set
 

@@ -51,6 +51,7 @@ RETRAIN_TRIGGER_TAG = "mlfs/trigger"
 DRIFTED_PARTITIONS_TAG = "mlfs/drifted_partitions"
 EPISODE_TAG = "mlfs/drift_episode"
 REASON_TAG = "mlfs/decision"
+MIN_BASELINE_PARTITIONS = 3  # a column's rise is judged against at least this many earlier partitions
 
 
 def drift_asset_name(model: ModelSpec) -> str:
@@ -92,13 +93,14 @@ def drift_report_asset(system: System, model: ModelSpec) -> AssetsDefinition:
     )
     def drift_report(context: AssetExecutionContext, offline_store: OfflineStoreResource,
                      model_registry: ModelRegistryResource, report_store: ReportStoreResource):
-        from mlfs_dagster.core.drift import add_header, drift_rows, feature_drift
+        from mlfs_dagster.core.drift import add_header, drift_rows, feature_drift, risen_columns
 
         store, registry, time_range = offline_store.open(), model_registry.open(), partition_range(context)
         time, output = view.spine_time, model.output_column
         served = store.read_range(model.predictions_table, time, time_range)
         numerical, categorical = monitored_features(model, served.schema)
         references, rows, days = {}, [], []
+        history = _recent_severities(store, model, time_range, system)
         for period in period_ranges(time_range, system.step):
             key = partition_key(system, period.start)
             current = served.filter(pc.and_(pc.greater_equal(served[time], period.start), pc.less(served[time], period.end)))
@@ -118,8 +120,14 @@ def drift_report_asset(system: System, model: ModelSpec) -> AssetsDefinition:
                 html_path=report_store.path(system.name, drift_asset_name(model), f"{key}.html"),
                 static_dir=report_store.path(STATIC_FOLDER),  # Evidently's scripts, once for every report
             )
-            rows += drift_rows(result, outputs_drift, period.start, version)
-            decision = _decision(result, outputs_drift)
+            earlier = [scores for start, (served_by, scores) in history.items() if served_by == version
+                       and period.start - model.drift_baseline_partitions * system.step <= start < period.start]
+            risen = risen_columns(result.columns, earlier, model.drift_rise_to_retrain) \
+                if len(earlier) >= MIN_BASELINE_PARTITIONS else ()
+            history[period.start] = (version, {c.column: c.severity for c in result.columns})
+            drifted = result.dataset_drift or bool(risen)
+            rows += drift_rows(result, outputs_drift, risen, drifted, period.start, version)
+            decision = _decision(result, risen, model, len(earlier))
             reference_text = _reference_text(registry.get_version(model.registered_name, version), model, period, system)
             if result.html_path:
                 add_header(result.html_path, {
@@ -131,9 +139,10 @@ def drift_report_asset(system: System, model: ModelSpec) -> AssetsDefinition:
             days.append((period.start, version, result, outputs_drift))
             context.add_asset_metadata(
                 {"drift_share": result.drift_share, "drifted_column_count": len(result.drifted_columns),
-                 "dataset_drift": result.dataset_drift, "drifted": result.dataset_drift or outputs_drift.drifted,
-                 "decision": decision, "reference": reference_text, "columns": _column_table(result),
-                 "model_version": version, "drifted_columns": MetadataValue.json(list(result.drifted_columns)),
+                 "dataset_drift": result.dataset_drift, "drifted": drifted, "decision": decision,
+                 "risen_columns": MetadataValue.json(list(risen)), "reference": reference_text,
+                 "columns": _column_table(result, risen), "model_version": version,
+                 "drifted_columns": MetadataValue.json(list(result.drifted_columns)),
                  "prediction_drift": outputs_drift.score, "prediction_drifted": outputs_drift.drifted,
                  "prediction_drift_test": f"{outputs_drift.method} against the version's validation {output}s, "
                                           f"threshold {outputs_drift.threshold}",
@@ -148,11 +157,32 @@ def drift_report_asset(system: System, model: ModelSpec) -> AssetsDefinition:
     return drift_report
 
 
-def _decision(result, outputs_drift) -> str:
-    """What the day counts as for retraining: drifted features (by share) or drifted predictions, or neither."""
+def _decision(result, risen: tuple[str, ...], model: ModelSpec, baseline: int) -> str:
+    """What the period counts as for retraining, and why."""
     causes = ([f"{len(result.drifted_columns)} of {len(result.columns)} features"] if result.dataset_drift else []) + (
-        ["the predictions"] if outputs_drift.drifted else [])
-    return f"drifted: {' and '.join(causes)}" if causes else "no drift"
+        [f"{', '.join(risen)} rose {model.drift_rise_to_retrain} or more above the last {baseline} partitions"]
+        if risen else [])
+    if causes:
+        return f"drifted: {'; '.join(causes)}"
+    if baseline < MIN_BASELINE_PARTITIONS:
+        return (f"no drift (share below {model.drift_share_to_retrain}; a rise of single columns is judged from "
+                f"{MIN_BASELINE_PARTITIONS} partitions served by this version on)")
+    return "no drift"
+
+
+def _recent_severities(store: OfflineStore, model: ModelSpec, time_range, system: System) -> dict:
+    """Per period before `time_range`, within the baseline: the serving version and each column's severity."""
+    from mlfs_dagster.core.drift import severity
+    from mlfs_dagster.core.offline_store import TimeRange
+
+    if not store.exists(model.drift_table):
+        return {}
+    before = TimeRange(time_range.start - model.drift_baseline_partitions * system.step, time_range.start)
+    rows = store.read_range(model.drift_table, "day", before, ("day", "column", "method", "score", "model_version"))
+    history = {}
+    for row in rows.to_pylist():
+        history.setdefault(row["day"], (row["model_version"], {}))[1][row["column"]] = severity(row["method"], row["score"])
+    return history
 
 
 def _reference_text(served_by, model: ModelSpec, period, system: System) -> str:
@@ -190,14 +220,15 @@ def _log_monitoring_run(context: AssetExecutionContext, registry: ModelRegistry,
             series=series, files=copies, artifact_path="drift_reports")
 
 
-def _column_table(result) -> MetadataValue:
-    """Each column's test, score, threshold and outcome, as a table in the partition's metadata."""
+def _column_table(result, risen: tuple[str, ...]) -> MetadataValue:
+    """Each column's test, score, threshold, outcome and whether it rose above its recent level, as a table in the
+    partition's metadata."""
     schema = TableSchema(columns=[TableColumn("column", "string"), TableColumn("test", "string"),
                                   TableColumn("score", "float"), TableColumn("threshold", "float"),
-                                  TableColumn("drifted", "bool")])
+                                  TableColumn("drifted", "bool"), TableColumn("risen", "bool")])
     return MetadataValue.table(
         [TableRecord({"column": c.column, "test": c.method, "score": round(c.score, 4), "threshold": c.threshold,
-                      "drifted": c.drifted}) for c in result.columns], schema=schema)
+                      "drifted": c.drifted, "risen": c.column in risen}) for c in result.columns], schema=schema)
 
 
 def _monitoring_reference(store: OfflineStore, registry: ModelRegistry, model: ModelSpec, version: str) -> dict:
@@ -239,7 +270,8 @@ def retraining_sensor(system: System, model: ModelSpec, targets: list[AssetsDefi
         description=(
             f"Retrains `{model.registered_name}` (training set, model, champion) when {model.drifted_partitions_to_retrain} "
             f"consecutive partitions of {drift_asset_name(model)} drift (a drift share of {model.drift_share_to_retrain}, "
-            "or drifted predictions), "
+            f"or a column whose score rose {model.drift_rise_to_retrain} above its last {model.drift_baseline_partitions} "
+            "partitions), "
             f"once {model.new_labelled_partitions_to_retrain} partitions from the drift onset have final labels "
             f"({view.label.maturity} after each example); or when {model.degraded_partitions_to_retrain} consecutive "
             f"partitions of realised {model.watched_metric} lie {model.performance_drop_to_retrain} or more below "
@@ -252,7 +284,7 @@ def retraining_sensor(system: System, model: ModelSpec, targets: list[AssetsDefi
     )
     def drift_retraining(context: SensorEvaluationContext):
         found = episodes(_latest_signals(context.instance, system, watched, _drifted), system.step,
-                         model.drifted_partitions_to_retrain)
+                         model.drifted_partitions_to_retrain, cooldown=model.drift_baseline_partitions)
         if model.watched_metric:
             found += episodes(_latest_signals(context.instance, system, realised, _degraded(model)),
                               system.step, model.degraded_partitions_to_retrain, cause="performance")

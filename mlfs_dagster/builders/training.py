@@ -5,14 +5,14 @@ import datetime as dt
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
-    AutomationCondition,
-    FreshnessPolicy,
-    AssetKey,
-    AssetRecordsFilter,
     AssetCheckSpec,
     AssetExecutionContext,
+    AssetKey,
+    AssetRecordsFilter,
     AssetsDefinition,
+    AutomationCondition,
     Config,
+    FreshnessPolicy,
     MaterializeResult,
     MetadataValue,
     asset,
@@ -21,9 +21,9 @@ from pydantic import Field
 
 from mlfs_dagster.builders.common import asset_key, group_name, history_start, partitions, table_metadata
 from mlfs_dagster.builders.raw import DELIVERY
-from mlfs_dagster.core.ingest import PUBLISHED
 from mlfs_dagster.core import audit
 from mlfs_dagster.core.dataset_checks import training_set_findings
+from mlfs_dagster.core.ingest import PUBLISHED
 from mlfs_dagster.core.specs import Column, FeatureViewSpec, System
 from mlfs_dagster.core.training import SPLIT, build_training_set
 from mlfs_dagster.resources import OfflineStoreResource

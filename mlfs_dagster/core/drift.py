@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import statistics
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -51,6 +52,26 @@ class ColumnDrift:
     score: float  # the value Evidently reports
     threshold: float
     drifted: bool  # Evidently's own test outcome for the column
+
+    @property
+    def severity(self) -> float:
+        return severity(self.method, self.score)
+
+
+def severity(method: str, score: float) -> float:
+    """Higher means more drift, whatever the test: a distance as it is, a p-value negated."""
+    return -score if method.endswith("p_value") else score
+
+
+def risen_columns(columns: Sequence[ColumnDrift], earlier: Sequence[dict[str, float]], rise: float) -> tuple[str, ...]:
+    """The columns that drifted and whose severity rose at least `rise` above its median over `earlier` periods
+    (each a column -> severity map): a change, where a column drifting for days is a trend the reference
+    lags behind. A slow trend moves a column's score a little a day; a new cause moves it at once.
+    """
+    return tuple(
+        c.column for c in columns
+        if c.drifted and (past := [e[c.column] for e in earlier if c.column in e])
+        and c.severity - statistics.median(past) >= rise)
 
 
 @dataclass(frozen=True)
@@ -314,13 +335,15 @@ def _relative_url(target: Path, html_path: Path) -> str:
     return quote(Path(os.path.relpath(target, html_path.parent)).as_posix())
 
 
-def drift_rows(result: DriftResult, outputs: ColumnDrift, period_start, model_version: str) -> list[dict]:
-    """One row per column of a period's result, with the drift of the model's `outputs`, for the monitoring
-    table (`day` is the period's start)."""
+def drift_rows(result: DriftResult, outputs: ColumnDrift, risen: Sequence[str], period_drifted: bool, period_start,
+               model_version: str) -> list[dict]:
+    """One row per column of a period's result, with the drift of the model's `outputs`, the columns that rose
+    above their recent level and the period's verdict, for the monitoring table (`day` is the period's start)."""
     return [
         {"day": period_start, "column": c.column, "method": c.method, "score": float(c.score),
-         "threshold": float(c.threshold), "drifted": bool(c.drifted), "drift_share": result.drift_share,
-         "dataset_drift": result.dataset_drift, "prediction_drift": float(outputs.score),
+         "threshold": float(c.threshold), "drifted": bool(c.drifted), "risen": c.column in risen,
+         "drift_share": result.drift_share, "dataset_drift": result.dataset_drift,
+         "period_drifted": period_drifted, "prediction_drift": float(outputs.score),
          "prediction_drifted": bool(outputs.drifted), "model_version": model_version,
          "current_rows": result.current_rows, "report": str(result.html_path)}
         for c in result.columns

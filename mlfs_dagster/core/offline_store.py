@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.catalog.sql import SqlCatalog
-from sqlalchemy.exc import DatabaseError, IntegrityError
 from pyiceberg.exceptions import CommitFailedException, NoSuchTableError
 from pyiceberg.expressions import AlwaysTrue, And, BooleanExpression, GreaterThanOrEqual, LessThan, Or
 from pyiceberg.transforms import DayTransform
+from sqlalchemy.exc import DatabaseError, IntegrityError
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table

@@ -53,10 +53,13 @@ class Decision:
 
 
 def episodes(signals: list[PartitionSignal], step: dt.timedelta, sustained: int,
-             cause: Literal["drift", "performance"] = "drift") -> list[Episode]:
+             cause: Literal["drift", "performance"] = "drift", cooldown: int = 0) -> list[Episode]:
     """Runs of at least `sustained` consecutive flagged partitions, per serving version.
 
-    A gap (a partition without a report) or a change of serving model ends a run.
+    A gap (a partition without a report) or a change of serving model ends a run. A run that starts within
+    `cooldown` partitions of the end of an episode of the same version belongs to that episode (keeping its
+    onset and key): the after-effects of one cause, such as windowed features returning to normal when it
+    stops, are not a second episode.
     """
     runs, run = [], []
     for report in sorted(signals, key=lambda r: r.start):
@@ -68,7 +71,15 @@ def episodes(signals: list[PartitionSignal], step: dt.timedelta, sustained: int,
             runs.append(run)
             run = [report] if drifted else []
     runs.append(run)
-    return [Episode(r[0].model_version, tuple(p.start for p in r), cause) for r in runs if len(r) >= sustained]
+    found: list[Episode] = []
+    for r in (r for r in runs if len(r) >= sustained):
+        previous = found[-1] if found else None
+        if previous and previous.model_version == r[0].model_version \
+                and r[0].start - previous.partitions[-1] <= (cooldown + 1) * step:
+            found[-1] = Episode(previous.model_version, previous.partitions + tuple(p.start for p in r), cause)
+        else:
+            found.append(Episode(r[0].model_version, tuple(p.start for p in r), cause))
+    return found
 
 
 def decide(episode: Episode, labels_known_until: dt.datetime | None, maturity: dt.timedelta, step: dt.timedelta,

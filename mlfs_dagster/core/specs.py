@@ -370,8 +370,11 @@ class ModelSpec:
     realised performance retrains too: `degraded_partitions_to_retrain` consecutive partitions whose realised
     `watched_metric` (the first gate's metric) lies `performance_drop_to_retrain` or more below the serving
     version's validation figure. One day's metric is noisy; the run of partitions is what makes it a signal.
-    Drift is measured against the latest `drift_reference_window` of the train split (None: all of it), so a
-    slow trend in the population that the model was trained on recently is not mistaken for drift.
+    Drift is measured against the latest `drift_reference_window` of the train split (None: all of it). A
+    partition counts as drifted when its drift share reaches `drift_share_to_retrain`, or when a column
+    drifts that had not been: its score rose `drift_rise_to_retrain` or more above its median over the
+    `drift_baseline_partitions` partitions before, under the same model version. Columns that drift every day
+    (a slow trend in the population, since the training window) then do not count, and a single cause does.
     """
 
     name: str
@@ -389,6 +392,8 @@ class ModelSpec:
     performance_drop_to_retrain: float = 0.15
     degraded_partitions_to_retrain: int = 5
     drift_reference_window: dt.timedelta | None = dt.timedelta(days=28)
+    drift_rise_to_retrain: float = 0.12
+    drift_baseline_partitions: int = 7
     system: str = ""
 
     @property

@@ -138,8 +138,8 @@ from mlfs_dagster.core.specs import (
     Label,
     ModelSpec,
     SourceSpec,
-    Split,
     SpecError,
+    Split,
     System,
     resolve_callable,
 )

@@ -7,9 +7,19 @@ from pathlib import Path
 import pyarrow as pa
 
 from mlfs_dagster.core.specs import (
-    Column, FeatureGroupSpec, FeatureInput, FeatureSelection, FeatureViewSpec, Gate, Label, ModelSpec, SourceSpec,
-    Split, System,
+    Column,
+    FeatureGroupSpec,
+    FeatureInput,
+    FeatureSelection,
+    FeatureViewSpec,
+    Gate,
+    Label,
+    ModelSpec,
+    SourceSpec,
+    Split,
+    System,
 )
+
 FUNCTIONS = "mlfs_dagster_tests.meters.functions"
 
 HERE = Path(__file__).parent
