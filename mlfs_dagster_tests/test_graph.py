@@ -289,11 +289,12 @@ def test_a_sustained_fall_of_realised_performance_requests_one_retraining(world)
     from mlfs_dagster.builders.monitoring import sensor_name
 
     class Realised(Config):
-        gap: float  # realised pr_auc minus the serving version's validation pr_auc
+        gap: float | None  # pr_auc pooled over the last 5 partitions minus validation; None before 5 are scored
 
     @asset(key=key("fraud_model_performance"), partitions_def=partitions(SYSTEM))
     def performance_with_known_gap(config: Realised):
-        return MaterializeResult(metadata={"pr_auc_vs_validation": config.gap, "model_version": "1"})
+        pooled = {} if config.gap is None else {"pooled_pr_auc_vs_validation": config.gap}
+        return MaterializeResult(metadata={**pooled, "model_version": "1"})
 
     instance = DagsterInstance.ephemeral()
     sensor = world.defs.resolve_sensor_def(sensor_name(SYSTEM, FRAUD_MODEL))
@@ -306,12 +307,12 @@ def test_a_sustained_fall_of_realised_performance_requests_one_retraining(world)
         with build_sensor_context(instance=instance, definitions=world.defs) as context:
             return sensor(context)
 
-    for number, gap in enumerate([-0.05, -0.3, -0.2, -0.25, -0.3]):
+    for number, gap in enumerate([None, None, None, None, -0.05]):
         realised(f"2026-02-0{number + 1}", gap)
-    assert not tick().run_requests  # four degraded days: noise, until a fifth confirms it
+    assert not tick().run_requests  # the pooled figure is within tolerance
     realised("2026-02-06", -0.2)
     requests = tick().run_requests
-    assert [r.run_key for r in requests] == ["fraud_model-retrain-v1-performance-from-2026-02-02T0000"]
+    assert [r.run_key for r in requests] == ["fraud_model-retrain-v1-performance-from-2026-02-06T0000"]
     assert requests[0].tags["mlfs/trigger"] == "realised_performance"
     realised("2026-02-07", -0.4)  # the same episode goes on: the same key, which the daemon runs once
     assert [r.run_key for r in tick().run_requests] == [requests[0].run_key]

@@ -106,12 +106,12 @@ def test_the_model_is_gated_on_regression_metrics_and_promoted(world, both):
 
 def test_hourly_inference_and_drift_reports_run_per_hour(world, both):
     defs = both[0]
-    last_hours = (hour(HOURS - 3), hour(HOURS - 1))
+    last_hours = (hour(HOURS - 5), hour(HOURS - 1))
     result = world.materialize_with(defs, layers("inference", "monitoring"), tags=range_tags(*last_hours))
     assert result.success
     reports = [e for e in result.get_asset_materialization_events()
                if e.asset_key == AssetKey(["meters", "demand_model_feature_drift"])]
-    assert sorted(e.partition for e in reports) == [hour(HOURS - 3), hour(HOURS - 2), hour(HOURS - 1)]
+    assert sorted(e.partition for e in reports) == [hour(HOURS - n) for n in range(5, 0, -1)]
     assert all(0 <= e.materialization.metadata["drift_share"].value <= 1 for e in reports)
     for event in reports:  # six readings an hour, against the same hour of earlier days, by tests of significance
         metadata = event.materialization.metadata
@@ -119,9 +119,18 @@ def test_hourly_inference_and_drift_reports_run_per_hour(world, both):
         tests = {r.data["column"]: r.data for r in metadata["columns"].value.records}
         assert tests["kwh_mean_24h"]["test"] == "K-S p_value" and not tests["hour_of_day"]["drifted"]
     predictions = world.store().read(DEMAND_MODEL.predictions_table)
-    assert predictions.num_rows == 3 * 6 and pc.all(pc.is_valid(predictions["prediction"])).as_py()
+    assert predictions.num_rows == 5 * 6 and pc.all(pc.is_valid(predictions["prediction"])).as_py()
     performance = [e for e in result.get_asset_materialization_events()
                    if e.asset_key == AssetKey(["meters", "demand_model_performance"])]
-    assert len(performance) == 3  # a label known at once is final at once
+    assert len(performance) == 5  # a label known at once is final at once
     assert all({"mae", "r2", "validation_mae"} <= set(e.materialization.metadata) for e in performance)
     assert all(e.materialization.metadata["out_of_sample"].value for e in performance)
+    # What retraining watches is pooled over 5 hours (DEMAND_MODEL.degraded_partitions_to_retrain): only the
+    # fifth has them all, and with 6 readings an hour its pooled MAE is the mean of the hours' MAEs.
+    by_hour = {e.partition: e.materialization.metadata for e in performance}
+    pooled = [h for h, metadata in by_hour.items() if "pooled_mae" in metadata]
+    assert pooled == [hour(HOURS - 1)] and by_hour[hour(HOURS - 1)]["pooled_partitions"].value == 5
+    assert by_hour[hour(HOURS - 1)]["pooled_mae"].value == pytest.approx(
+        sum(metadata["mae"].value for metadata in by_hour.values()) / 5)
+    assert by_hour[hour(HOURS - 1)]["pooled_mae_vs_validation"].value == pytest.approx(
+        by_hour[hour(HOURS - 1)]["pooled_mae"].value - by_hour[hour(HOURS - 1)]["validation_mae"].value)

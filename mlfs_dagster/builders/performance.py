@@ -37,6 +37,7 @@ from mlfs_dagster.builders.models import EXAMPLES_UNTIL_TAG
 from mlfs_dagster.builders.training import labels_known_until
 from mlfs_dagster.core import feature_view
 from mlfs_dagster.core.engine import query
+from mlfs_dagster.core.offline_store import TimeRange
 from mlfs_dagster.core.specs import ModelSpec, System
 from mlfs_dagster.core.training import metrics_of, with_labels
 from mlfs_dagster.resources import ModelRegistryResource, OfflineStoreResource
@@ -79,11 +80,12 @@ def performance_asset(system: System, model: ModelSpec) -> AssetsDefinition:
             raise Failure(f"labels of the examples up to {time_range.end:%Y-%m-%d %H:%M} are final only once "
                           f"{view.label_source.name} has been delivered up to {final_on:%Y-%m-%d %H:%M}: "
                           "materialize these partitions then")
-        scored = _scored_examples(store, view, model, time_range, known)
+        pool = model.degraded_partitions_to_retrain
+        scored = _scored_examples(store, view, model, TimeRange(time_range.start - (pool - 1) * system.step,
+                                                                time_range.end), known)
         rows = []
         for period in period_ranges(time_range, system.step):
-            day = scored.filter(pc.and_(pc.greater_equal(scored[view.spine_time], period.start),
-                                        pc.less(scored[view.spine_time], period.end)))
+            day = _between(scored, view.spine_time, period.start, period.end)
             if day.num_rows == 0:
                 continue
             version = Counter(day[MODEL_VERSION].to_pylist()).most_common(1)[0][0]
@@ -95,12 +97,14 @@ def performance_asset(system: System, model: ModelSpec) -> AssetsDefinition:
                     f"v{version} was trained and validated on examples up to {seen_until}: scoring these days "
                     "would measure memory, not performance")}, partition_key=key)
                 continue
-            realised = metrics_of(day[label.column].to_numpy(zero_copy_only=False),
-                                  day[model.output_column].to_numpy(zero_copy_only=False), label.kind,
-                                  model.alert_threshold if label.kind == "binary" else None)
+            realised = _realised(day, model)
+            # One day holds few positives: its metric is noise. What the sensor acts on is pooled over `pool` days.
+            window = _between(scored, view.spine_time, period.end - pool * system.step, period.end)
+            window = window.filter(pc.equal(window[MODEL_VERSION], version))
+            pooled = _realised(window, model) if _days(window, view.spine_time, system) == pool else {}
             validation = served.metrics
-            context.add_asset_metadata({**_figures(realised, validation, version), "out_of_sample": True},
-                                       partition_key=key)
+            context.add_asset_metadata({**_figures(realised, validation, version), **_pooled_figures(pooled, validation, pool),
+                                        "out_of_sample": True}, partition_key=key)
             rows += [{"day": period.start, "model_version": version, "metric": metric, "realised": value,
                       "validation": validation.get(metric)} for metric, value in realised.items()]
         snapshot_id = store.replace_range(table, pa.Table.from_pylist(rows, schema=_SCHEMA), "day", time_range)
@@ -149,6 +153,30 @@ def _scored_examples(store, view, model: ModelSpec, time_range, known) -> pa.Tab
     from_examples = ", ".join(f'e."{c}"' for c in (label.column, view.spine_time) if c not in view.spine_keys)
     return query(f"SELECT p.*, {from_examples} FROM predictions p JOIN examples e USING ({keys})",
                  {"predictions": predictions, "examples": examples})
+
+
+def _between(table: pa.Table, time: str, start, end) -> pa.Table:
+    return table.filter(pc.and_(pc.greater_equal(table[time], start), pc.less(table[time], end)))
+
+
+def _days(table: pa.Table, time: str, system: System) -> int:
+    """How many partitions the rows of `table` come from (partitions start at multiples of the step)."""
+    return len(pc.unique(pc.floor_temporal(table[time], int(system.step.total_seconds()), "second")))
+
+
+def _realised(rows: pa.Table, model: ModelSpec) -> dict:
+    label = model.feature_view.label
+    return metrics_of(rows[label.column].to_numpy(zero_copy_only=False),
+                      rows[model.output_column].to_numpy(zero_copy_only=False), label.kind,
+                      model.alert_threshold if label.kind == "binary" else None)
+
+
+def _pooled_figures(pooled: dict, validation: dict, pool: int) -> dict:
+    """The metrics over the last `pool` partitions served by the same version, against validation."""
+    figures = {f"pooled_{metric}": MetadataValue.float(value) for metric, value in pooled.items() if metric != "rows"}
+    figures |= {f"pooled_{metric}_vs_validation": MetadataValue.float(value - validation[metric])
+                for metric, value in pooled.items() if metric in validation}
+    return figures | ({"pooled_partitions": pool} if pooled else {})
 
 
 def _figures(realised: dict, validation: dict, version: str) -> dict:

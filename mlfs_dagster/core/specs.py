@@ -367,9 +367,10 @@ class ModelSpec:
     (`drifted_partitions_to_retrain` consecutive partitions with a drift share of `drift_share_to_retrain`
     or more), and waits until `new_labelled_partitions_to_retrain` partitions from the drift onset have final
     labels: before that, a new model could not learn anything the champion did not. A sustained fall of
-    realised performance retrains too: `degraded_partitions_to_retrain` consecutive partitions whose realised
-    `watched_metric` (the first gate's metric) lies `performance_drop_to_retrain` or more below the serving
-    version's validation figure. One day's metric is noisy; the run of partitions is what makes it a signal.
+    realised performance retrains too: the `watched_metric` (the first gate's metric) realised over the last
+    `degraded_partitions_to_retrain` partitions served by one version, pooled, lying
+    `performance_drop_to_retrain` or more below its validation figure. One day holds few positives, so its
+    metric is noise; the pooled partitions are what makes it a signal.
     Drift is measured against the latest `drift_reference_window` of the train split (None: all of it). A
     partition counts as drifted when its drift share reaches `drift_share_to_retrain`, or when a column
     drifts that had not been: its score rose `drift_rise_to_retrain` or more above its median over the
