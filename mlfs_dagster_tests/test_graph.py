@@ -307,14 +307,14 @@ def test_a_sustained_fall_of_realised_performance_requests_one_retraining(world)
         with build_sensor_context(instance=instance, definitions=world.defs) as context:
             return sensor(context)
 
-    for number, gap in enumerate([None, None, None, None, -0.05]):
+    for number, gap in enumerate([None, None, None, None, -0.05, -0.2, -0.3]):
         realised(f"2026-02-0{number + 1}", gap)
-    assert not tick().run_requests  # the pooled figure is within tolerance
-    realised("2026-02-06", -0.2)
+    assert not tick().run_requests  # two degraded pools: noise, until a third confirms it
+    realised("2026-02-08", -0.2)
     requests = tick().run_requests
     assert [r.run_key for r in requests] == ["fraud_model-retrain-v1-performance-from-2026-02-06T0000"]
     assert requests[0].tags["mlfs/trigger"] == "realised_performance"
-    realised("2026-02-07", -0.4)  # the same episode goes on: the same key, which the daemon runs once
+    realised("2026-02-09", -0.4)  # the same episode goes on: the same key, which the daemon runs once
     assert [r.run_key for r in tick().run_requests] == [requests[0].run_key]
 
 

@@ -125,7 +125,7 @@ def test_hourly_inference_and_drift_reports_run_per_hour(world, both):
     assert len(performance) == 5  # a label known at once is final at once
     assert all({"mae", "r2", "validation_mae"} <= set(e.materialization.metadata) for e in performance)
     assert all(e.materialization.metadata["out_of_sample"].value for e in performance)
-    # What retraining watches is pooled over 5 hours (DEMAND_MODEL.degraded_partitions_to_retrain): only the
+    # What retraining watches is pooled over 5 hours (DEMAND_MODEL.performance_pool_partitions): only the
     # fifth has them all, and with 6 readings an hour its pooled MAE is the mean of the hours' MAEs.
     by_hour = {e.partition: e.materialization.metadata for e in performance}
     pooled = [h for h, metadata in by_hour.items() if "pooled_mae" in metadata]

@@ -273,9 +273,9 @@ def retraining_sensor(system: System, model: ModelSpec, targets: list[AssetsDefi
             f"or a column whose score rose {model.drift_rise_to_retrain} above its last {model.drift_baseline_partitions} "
             "partitions), "
             f"once {model.new_labelled_partitions_to_retrain} partitions from the drift onset have final labels "
-            f"({view.label.maturity} after each example); or when {model.watched_metric} realised over "
-            f"{model.degraded_partitions_to_retrain} consecutive partitions lies {model.performance_drop_to_retrain} or "
-            "more below validation. Drift on partitions with quarantined rows is an alert, not a retrain. One run per episode "
+            f"({view.label.maturity} after each example); or when {model.watched_metric}, realised over the last "
+            f"{model.performance_pool_partitions} partitions, lies {model.performance_drop_to_retrain} or more below "
+            f"validation on {model.degraded_partitions_to_retrain} consecutive partitions. Drift on partitions with quarantined rows is an alert, not a retrain. One run per episode "
             "(cause, model version and onset), whatever the reruns."
         ),
         target=targets,
@@ -285,9 +285,9 @@ def retraining_sensor(system: System, model: ModelSpec, targets: list[AssetsDefi
     def drift_retraining(context: SensorEvaluationContext):
         found = episodes(_latest_signals(context.instance, system, watched, _drifted), system.step,
                          model.drifted_partitions_to_retrain, cooldown=model.drift_baseline_partitions)
-        if model.watched_metric:  # each signal already pools the last degraded_partitions_to_retrain partitions
+        if model.watched_metric:
             found += episodes(_latest_signals(context.instance, system, realised, _degraded(model)),
-                              system.step, 1, cause="performance")
+                              system.step, model.degraded_partitions_to_retrain, cause="performance")
         if not found:
             return SensorResult(skip_reason="no sustained drift or fall of realised performance")
         known = labels_known_until(context.instance, system, view)
@@ -320,7 +320,7 @@ def _drifted(metadata) -> bool | None:
 
 
 def _degraded(model: ModelSpec):
-    """Whether the watched metric, realised over the last `degraded_partitions_to_retrain` partitions, fell the
+    """Whether the watched metric, realised over the last `performance_pool_partitions` partitions, fell the
     model's tolerance below validation; None where not scored."""
     gap = f"pooled_{model.watched_metric}_vs_validation"
 

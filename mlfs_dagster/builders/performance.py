@@ -80,7 +80,7 @@ def performance_asset(system: System, model: ModelSpec) -> AssetsDefinition:
             raise Failure(f"labels of the examples up to {time_range.end:%Y-%m-%d %H:%M} are final only once "
                           f"{view.label_source.name} has been delivered up to {final_on:%Y-%m-%d %H:%M}: "
                           "materialize these partitions then")
-        pool = model.degraded_partitions_to_retrain
+        pool = model.performance_pool_partitions
         scored = _scored_examples(store, view, model, TimeRange(time_range.start - (pool - 1) * system.step,
                                                                 time_range.end), known)
         rows = []

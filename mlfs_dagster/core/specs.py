@@ -367,10 +367,10 @@ class ModelSpec:
     (`drifted_partitions_to_retrain` consecutive partitions with a drift share of `drift_share_to_retrain`
     or more), and waits until `new_labelled_partitions_to_retrain` partitions from the drift onset have final
     labels: before that, a new model could not learn anything the champion did not. A sustained fall of
-    realised performance retrains too: the `watched_metric` (the first gate's metric) realised over the last
-    `degraded_partitions_to_retrain` partitions served by one version, pooled, lying
-    `performance_drop_to_retrain` or more below its validation figure. One day holds few positives, so its
-    metric is noise; the pooled partitions are what makes it a signal.
+    realised performance retrains too: the `watched_metric` (the first gate's metric), realised over the last
+    `performance_pool_partitions` partitions served by one version, pooled, lying `performance_drop_to_retrain`
+    or more below its validation figure on `degraded_partitions_to_retrain` consecutive partitions. One day
+    holds few positives, so its metric is noise; the pooled partitions are what makes it a signal.
     Drift is measured against the latest `drift_reference_window` of the train split (None: all of it). A
     partition counts as drifted when its drift share reaches `drift_share_to_retrain`, or when a column
     drifts that had not been: its score rose `drift_rise_to_retrain` or more above its median over the
@@ -391,7 +391,8 @@ class ModelSpec:
     drifted_partitions_to_retrain: int = 2  # sustained drift: this many consecutive drifted partitions
     new_labelled_partitions_to_retrain: int = 7  # final labels from the drift onset a retrain needs to learn from
     performance_drop_to_retrain: float = 0.15
-    degraded_partitions_to_retrain: int = 5
+    degraded_partitions_to_retrain: int = 3
+    performance_pool_partitions: int = 5
     drift_reference_window: dt.timedelta | None = dt.timedelta(days=28)
     drift_rise_to_retrain: float = 0.12
     drift_baseline_partitions: int = 7
