@@ -3,7 +3,7 @@ data-quality incidents, and keys that stay the same whatever is re-run."""
 
 import datetime as dt
 
-from mlfs_dagster.core.retraining import PartitionSignal, decide, episodes
+from mlfs_dagster.core.retraining import PartitionSignal, decide, episodes, seen_by_drift
 
 DAY = dt.timedelta(days=1)
 FIRST = dt.datetime(2026, 2, 1, tzinfo=dt.UTC)
@@ -72,3 +72,12 @@ def test_a_sustained_drop_in_realised_performance_retrains_at_once_under_its_own
     decision = decide(found[0], None, MATURITY, DAY, 7, {})  # measured on final labels: nothing to wait for
     assert decision.action == "retrain" and "below its validation for 3 partitions" in decision.reason
     assert decide(found[0], None, MATURITY, DAY, 7, {day(2): 0.3}).action == "alert"
+
+
+def test_a_fall_of_performance_during_a_drift_episode_of_the_same_version_is_that_episode():
+    drift = episodes(reports(0.9, 0.9, 0.9, start=10), DAY, 2)  # days 10..12
+    during = episodes(reports(0.9, 0.9, start=12, threshold=0.15), DAY, 2, cause="performance")
+    after_cooldown = episodes(reports(0.9, 0.9, start=17, threshold=0.15), DAY, 2, cause="performance")
+    other_version = episodes(reports(0.9, 0.9, start=11, version="2"), DAY, 2, cause="performance")
+    assert seen_by_drift(during + after_cooldown + other_version, drift, DAY, cooldown=3) == \
+        after_cooldown + other_version

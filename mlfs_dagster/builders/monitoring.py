@@ -41,7 +41,7 @@ from mlfs_dagster.builders.training import labels_known_until
 from mlfs_dagster.core.drift import STATIC_FOLDER
 from mlfs_dagster.core.offline_store import OfflineStore
 from mlfs_dagster.core.registry import ModelRegistry
-from mlfs_dagster.core.retraining import PartitionSignal, decide, episodes
+from mlfs_dagster.core.retraining import PartitionSignal, decide, episodes, seen_by_drift
 from mlfs_dagster.core.specs import ModelSpec, System
 from mlfs_dagster.core.training import monitoring_reference
 from mlfs_dagster.resources import ModelRegistryResource, OfflineStoreResource, ReportStoreResource
@@ -286,8 +286,9 @@ def retraining_sensor(system: System, model: ModelSpec, targets: list[AssetsDefi
         found = episodes(_latest_signals(context.instance, system, watched, _drifted), system.step,
                          model.drifted_partitions_to_retrain, cooldown=model.drift_baseline_partitions)
         if model.watched_metric:
-            found += episodes(_latest_signals(context.instance, system, realised, _degraded(model)),
+            fallen = episodes(_latest_signals(context.instance, system, realised, _degraded(model)),
                               system.step, model.degraded_partitions_to_retrain, cause="performance")
+            found += seen_by_drift(fallen, found, system.step, model.drift_baseline_partitions)
         if not found:
             return SensorResult(skip_reason="no sustained drift or fall of realised performance")
         known = labels_known_until(context.instance, system, view)

@@ -82,6 +82,15 @@ def episodes(signals: list[PartitionSignal], step: dt.timedelta, sustained: int,
     return found
 
 
+def seen_by_drift(performance: list[Episode], drift: list[Episode], step: dt.timedelta,
+                  cooldown: int = 0) -> list[Episode]:
+    """The performance episodes that no drift episode of the same version already covers (from its onset to
+    `cooldown` partitions after its end): one episode is retrained once, whichever signal saw it."""
+    return [p for p in performance if not any(
+        d.model_version == p.model_version and d.onset <= p.onset <= d.partitions[-1] + (cooldown + 1) * step
+        for d in drift)]
+
+
 def decide(episode: Episode, labels_known_until: dt.datetime | None, maturity: dt.timedelta, step: dt.timedelta,
            new_labelled_partitions: int, quarantine_shares: dict[dt.datetime, float]) -> Decision:
     """Retrain, defer until labels from the onset are final, or alert on a data-quality incident."""
