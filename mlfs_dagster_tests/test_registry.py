@@ -195,8 +195,8 @@ def test_frames_logged_with_a_version_read_back_and_a_missing_one_is_none(store,
     registry, (first, second), _ = store
     frame = data[0].head(20).reset_index(drop=True)
     registry.log_frames(first.run_id, {"training_rows": frame})
-    pd.testing.assert_frame_equal(registry.version_frame(MODEL, first.version, "training_rows"), frame)
-    assert registry.version_frame(MODEL, second.version, "training_rows") is None
+    pd.testing.assert_frame_equal(registry.run_frame(first.run_id, "training_rows"), frame)
+    assert registry.run_frame(second.run_id, "training_rows") is None
 
 
 def test_a_monitoring_run_holds_one_point_per_period_and_its_files(store, tmp_path):

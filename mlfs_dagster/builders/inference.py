@@ -68,8 +68,7 @@ def predictions_asset(system: System, model: ModelSpec) -> AssetsDefinition:
             MODEL_VERSION, pa.array([champion.version] * vectors.num_rows, pa.string()))
         snapshot_id = store.replace_range(model.predictions_table, scored, view.spine_time, time_range)
         add_partition_metadata(context, system, {
-            period.start: _figures(scored.filter(pc.and_(pc.greater_equal(scored[view.spine_time], period.start),
-                                                         pc.less(scored[view.spine_time], period.end))), model)
+            period.start: _figures(period.rows_of(scored, view.spine_time), model)
             for period in period_ranges(time_range, system.step)
         })
         return MaterializeResult(metadata={**table_metadata(model.predictions_table, scored.schema, docs),

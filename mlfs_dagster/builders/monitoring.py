@@ -6,7 +6,6 @@ from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 from dagster import (
     AssetExecutionContext,
     AssetRecordsFilter,
@@ -38,8 +37,16 @@ from mlfs_dagster.builders.common import (
 from mlfs_dagster.builders.models import EXAMPLES_UNTIL_TAG
 from mlfs_dagster.builders.performance import performance_asset_name
 from mlfs_dagster.builders.training import labels_known_until
-from mlfs_dagster.core.drift import STATIC_FOLDER
-from mlfs_dagster.core.offline_store import OfflineStore
+from mlfs_dagster.core.drift import (
+    STATIC_FOLDER,
+    add_header,
+    drift_rows,
+    feature_drift,
+    risen_columns,
+    severity,
+    with_static_at,
+)
+from mlfs_dagster.core.offline_store import OfflineStore, TimeRange
 from mlfs_dagster.core.registry import ModelRegistry
 from mlfs_dagster.core.retraining import PartitionSignal, decide, episodes, seen_by_drift
 from mlfs_dagster.core.specs import ModelSpec, System
@@ -93,8 +100,6 @@ def drift_report_asset(system: System, model: ModelSpec) -> AssetsDefinition:
     )
     def drift_report(context: AssetExecutionContext, offline_store: OfflineStoreResource,
                      model_registry: ModelRegistryResource, report_store: ReportStoreResource):
-        from mlfs_dagster.core.drift import add_header, drift_rows, feature_drift, risen_columns
-
         store, registry, time_range = offline_store.open(), model_registry.open(), partition_range(context)
         time, output = view.spine_time, model.output_column
         served = store.read_range(model.predictions_table, time, time_range)
@@ -103,14 +108,14 @@ def drift_report_asset(system: System, model: ModelSpec) -> AssetsDefinition:
         history = _recent_severities(store, model, time_range, system)
         for period in period_ranges(time_range, system.step):
             key = partition_key(system, period.start)
-            current = served.filter(pc.and_(pc.greater_equal(served[time], period.start), pc.less(served[time], period.end)))
+            current = period.rows_of(served, time)
             if current.num_rows == 0:
                 raise ValueError(f"no predictions in partition {key} to monitor: materialize "
                                  f"{model.name}_predictions for it")
             version = Counter(current["model_version"].to_pylist()).most_common(1)[0][0]
             if version not in references:
                 references[version] = _monitoring_reference(store, registry, model, version)
-            reference = references[version]
+            served_by, reference = references[version]
             outputs_drift = feature_drift(reference["validation_outputs"], current.select([output]).to_pandas(),
                                           [output], []).columns[0]
             result = feature_drift(
@@ -120,7 +125,7 @@ def drift_report_asset(system: System, model: ModelSpec) -> AssetsDefinition:
                 html_path=report_store.path(system.name, drift_asset_name(model), f"{key}.html"),
                 static_dir=report_store.path(STATIC_FOLDER),  # Evidently's scripts, once for every report
             )
-            earlier = [scores for start, (served_by, scores) in history.items() if served_by == version
+            earlier = [scores for start, (scored_by, scores) in history.items() if scored_by == version
                        and period.start - model.drift_baseline_partitions * system.step <= start < period.start]
             risen = risen_columns(result.columns, earlier, model.drift_rise_to_retrain) \
                 if len(earlier) >= MIN_BASELINE_PARTITIONS else ()
@@ -128,7 +133,7 @@ def drift_report_asset(system: System, model: ModelSpec) -> AssetsDefinition:
             drifted = result.dataset_drift or bool(risen)
             rows += drift_rows(result, outputs_drift, risen, drifted, period.start, version)
             decision = _decision(result, risen, model, len(earlier))
-            reference_text = _reference_text(registry.get_version(model.registered_name, version), model, period, system)
+            reference_text = _reference_text(served_by, model, period, system)
             if result.html_path:
                 add_header(result.html_path, {
                     "partition": key, "model": f"{model.registered_name} v{version}", "reference": reference_text,
@@ -172,9 +177,6 @@ def _decision(result, risen: tuple[str, ...], model: ModelSpec, baseline: int) -
 
 def _recent_severities(store: OfflineStore, model: ModelSpec, time_range, system: System) -> dict:
     """Per period before `time_range`, within the baseline: the serving version and each column's severity."""
-    from mlfs_dagster.core.drift import severity
-    from mlfs_dagster.core.offline_store import TimeRange
-
     if not store.exists(model.drift_table):
         return {}
     before = TimeRange(time_range.start - model.drift_baseline_partitions * system.step, time_range.start)
@@ -197,8 +199,6 @@ def _log_monitoring_run(context: AssetExecutionContext, registry: ModelRegistry,
                         model: ModelSpec, days: list) -> str:
     """The materialization as an MLflow run of the model's experiment: drift figures per period, and each report
     loading Evidently's scripts from the report server (MLflow's viewer cannot follow relative links)."""
-    from mlfs_dagster.core.drift import with_static_at
-
     static_dir = report_store.path(STATIC_FOLDER)
     series = {"drift_share": [(start, r.drift_share) for start, _, r, _ in days],
               "drifted_column_count": [(start, len(r.drifted_columns)) for start, _, r, _ in days],
@@ -231,18 +231,17 @@ def _column_table(result, risen: tuple[str, ...]) -> MetadataValue:
                       "drifted": c.drifted, "risen": c.column in risen}) for c in result.columns], schema=schema)
 
 
-def _monitoring_reference(store: OfflineStore, registry: ModelRegistry, model: ModelSpec, version: str) -> dict:
-    """The serving version's monitoring reference, logged with it at training. A version trained before
+def _monitoring_reference(store: OfflineStore, registry: ModelRegistry, model: ModelSpec, version: str):
+    """The serving version, and its monitoring reference, logged with it at training. A version trained before
     references were logged gets its reference built from its training-set snapshot, and logged then, once."""
-    name = model.registered_name
-    frames = {key: registry.version_frame(name, version, key) for key in ("training_rows", "validation_outputs")}
-    if all(frame is not None for frame in frames.values()):
-        return frames
-    served_by = registry.get_version(name, version)
-    training_set = store.read(model.feature_view.table, snapshot_id=int(served_by.tags["training_set_snapshot"]))
-    frames = monitoring_reference(model, training_set.to_pandas(), registry.load_version(name, version))
-    registry.log_frames(served_by.run_id, frames)
-    return frames
+    served_by = registry.get_version(model.registered_name, version)
+    frames = {key: registry.run_frame(served_by.run_id, key) for key in ("training_rows", "validation_outputs")}
+    if any(frame is None for frame in frames.values()):
+        training_set = store.read(model.feature_view.table, snapshot_id=int(served_by.tags["training_set_snapshot"]))
+        frames = monitoring_reference(model, training_set.to_pandas(),
+                                      registry.load_version(model.registered_name, version))
+        registry.log_frames(served_by.run_id, frames)
+    return served_by, frames
 
 
 def _same_time_of_day(reference, time: str, period_start, system: System):
@@ -275,8 +274,9 @@ def retraining_sensor(system: System, model: ModelSpec, targets: list[AssetsDefi
             f"once {model.new_labelled_partitions_to_retrain} partitions from the drift onset have final labels "
             f"({view.label.maturity} after each example); or when {model.watched_metric}, realised over the last "
             f"{model.performance_pool_partitions} partitions, lies {model.performance_drop_to_retrain} or more below "
-            f"validation on {model.degraded_partitions_to_retrain} consecutive partitions. Drift on partitions with quarantined rows is an alert, not a retrain. One run per episode "
-            "(cause, model version and onset), whatever the reruns."
+            f"validation on {model.degraded_partitions_to_retrain} consecutive partitions. Drift on partitions with "
+            "quarantined rows is an alert, not a retrain. One run per episode (cause, model version and onset), "
+            "whatever the reruns."
         ),
         target=targets,
         default_status=DefaultSensorStatus.RUNNING,

@@ -85,7 +85,7 @@ def performance_asset(system: System, model: ModelSpec) -> AssetsDefinition:
                                                                 time_range.end), known)
         rows = []
         for period in period_ranges(time_range, system.step):
-            day = _between(scored, view.spine_time, period.start, period.end)
+            day = period.rows_of(scored, view.spine_time)
             if day.num_rows == 0:
                 continue
             version = Counter(day[MODEL_VERSION].to_pylist()).most_common(1)[0][0]
@@ -99,7 +99,7 @@ def performance_asset(system: System, model: ModelSpec) -> AssetsDefinition:
                 continue
             realised = _realised(day, model)
             # One day holds few positives: its metric is noise. What the sensor acts on is pooled over `pool` days.
-            window = _between(scored, view.spine_time, period.end - pool * system.step, period.end)
+            window = TimeRange(period.end - pool * system.step, period.end).rows_of(scored, view.spine_time)
             window = window.filter(pc.equal(window[MODEL_VERSION], version))
             pooled = _realised(window, model) if _days(window, view.spine_time, system) == pool else {}
             validation = served.metrics
@@ -155,10 +155,6 @@ def _scored_examples(store, view, model: ModelSpec, time_range, known) -> pa.Tab
                  {"predictions": predictions, "examples": examples})
 
 
-def _between(table: pa.Table, time: str, start, end) -> pa.Table:
-    return table.filter(pc.and_(pc.greater_equal(table[time], start), pc.less(table[time], end)))
-
-
 def _days(table: pa.Table, time: str, system: System) -> int:
     """How many partitions the rows of `table` come from (partitions start at multiples of the step)."""
     return len(pc.unique(pc.floor_temporal(table[time], int(system.step.total_seconds()), "second")))
@@ -171,24 +167,25 @@ def _realised(rows: pa.Table, model: ModelSpec) -> dict:
                       model.alert_threshold if label.kind == "binary" else None)
 
 
+def _against_validation(realised: dict, validation: dict, prefix: str = "") -> dict:
+    """Each realised metric and its gap to the serving version's validation figure, named with `prefix`."""
+    metrics = {metric: value for metric, value in realised.items() if metric != "rows"}
+    return {f"{prefix}{metric}": MetadataValue.float(value) for metric, value in metrics.items()} | {
+        f"{prefix}{metric}_vs_validation": MetadataValue.float(value - validation[metric])
+        for metric, value in metrics.items() if metric in validation}
+
+
 def _pooled_figures(pooled: dict, validation: dict, pool: int) -> dict:
-    """The metrics over the last `pool` partitions served by the same version, against validation."""
-    figures = {f"pooled_{metric}": MetadataValue.float(value) for metric, value in pooled.items() if metric != "rows"}
-    figures |= {f"pooled_{metric}_vs_validation": MetadataValue.float(value - validation[metric])
-                for metric, value in pooled.items() if metric in validation}
-    return figures | ({"pooled_partitions": pool} if pooled else {})
+    """The metrics over the last `pool` partitions served by the same version (what retraining watches)."""
+    return _against_validation(pooled, validation, "pooled_") | {"pooled_partitions": pool} if pooled else {}
 
 
 def _figures(realised: dict, validation: dict, version: str) -> dict:
     """Realised metrics, the serving version's validation metrics, and the gap: numbers the UI plots per day."""
-    figures = {"model_version": version, "dagster/row_count": int(realised["rows"])}
-    for metric, value in realised.items():
-        if metric == "rows":
-            continue
-        figures[metric] = MetadataValue.float(value)
-        if metric in validation:
-            figures[f"validation_{metric}"] = MetadataValue.float(validation[metric])
-            figures[f"{metric}_vs_validation"] = MetadataValue.float(value - validation[metric])
+    figures = {"model_version": version, "dagster/row_count": int(realised["rows"]),
+               **_against_validation(realised, validation),
+               **{f"validation_{metric}": MetadataValue.float(validation[metric])
+                  for metric in realised if metric in validation and metric != "rows"}}
     if "pr_auc" not in realised and "positive_rate" in realised:
         figures["note"] = "one class only in this partition: no ranking metric"
     return figures

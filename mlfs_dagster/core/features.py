@@ -106,7 +106,7 @@ def leaks(
     found = []
     for period in periods:
         inputs = load_inputs(store, spec, period, history_start)
-        expected = _rows_in(spec, computed, period)
+        expected = period.rows_of(computed, spec.time_column)
         if in_range:
             alone = compute_feature_group(spec, inputs, period)
             found += _located(spec, period, first_difference(spec, alone, expected, ("period alone", "range run")),
@@ -114,8 +114,8 @@ def leaks(
         cut = period.start + (period.end - period.start) / 2
         before_cut = TimeRange(period.start, cut)
         hidden = compute_feature_group(spec, _before(spec, inputs, cut), period)
-        found += _located(spec, period, first_difference(spec, _rows_in(spec, hidden, before_cut),
-                                                         _rows_in(spec, expected, before_cut), ("cut inputs", "run")),
+        found += _located(spec, period, first_difference(spec, before_cut.rows_of(hidden, spec.time_column),
+                                                         before_cut.rows_of(expected, spec.time_column), ("cut inputs", "run")),
                           f"rows before {cut.isoformat()} change when the inputs after it are hidden: they use "
                           "data from after their own time")
     return found
@@ -123,11 +123,6 @@ def leaks(
 
 def _located(spec: FeatureGroupSpec, period: TimeRange, difference, test: str) -> list[Leak]:
     return [Leak(spec.name, period.start, difference[0], difference[1], test)] if difference else []
-
-
-def _rows_in(spec: FeatureGroupSpec, rows: pa.Table, time_range: TimeRange) -> pa.Table:
-    time = rows[spec.time_column]
-    return rows.filter(pc.and_(pc.greater_equal(time, time_range.start), pc.less(time, time_range.end)))
 
 
 def _before(spec: FeatureGroupSpec, inputs: dict[str, pa.Table], cut: dt.datetime) -> dict[str, pa.Table]:

@@ -53,6 +53,10 @@ class TimeRange:
     def filter(self, column: str) -> BooleanExpression:
         return And(GreaterThanOrEqual(column, self.start.isoformat()), LessThan(column, self.end.isoformat()))
 
+    def rows_of(self, table: pa.Table, column: str) -> pa.Table:
+        """The rows of `table` whose `column` lies in the range."""
+        return table.filter(pc.and_(pc.greater_equal(table[column], self.start), pc.less(table[column], self.end)))
+
 
 def _midnight(day: dt.date) -> dt.datetime:
     return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)

@@ -98,7 +98,7 @@ class ModelRegistry:
         frames: dict[str, pd.DataFrame] | None = None,
     ) -> RegisteredVersion:
         """Log a fitted pipeline with its metrics, params, tags, datasets and `frames` (parquet artifacts
-        under `frames/`, read back by `version_frame`) in one run, and register it as a new version of
+        under `frames/`, read back by `run_frame`) in one run, and register it as a new version of
         `name` (created if absent), tagged with `tags`."""
         import mlflow
 
@@ -230,13 +230,12 @@ class ModelRegistry:
             )
             return mlflow.sklearn.load_model(local_path)
 
-    def version_frame(self, name: str, version: str, key: str) -> pd.DataFrame | None:
-        """A frame logged with a version's run (`frames`); None if that run has none under `key`."""
+    def run_frame(self, run_id: str, key: str) -> pd.DataFrame | None:
+        """A frame logged with a run (`frames`, `log_frames`); None if the run has none under `key`."""
         import mlflow
         import pandas as pd
         from mlflow.exceptions import MlflowException
 
-        run_id = self.get_version(name, version).run_id
         with tempfile.TemporaryDirectory(prefix="mlfs-frame-") as folder:
             try:
                 path = mlflow.artifacts.download_artifacts(

@@ -1,8 +1,8 @@
 """When monitoring should retrain a model: sustained episodes and the decision for each, with its reason.
 
 An episode is a run of consecutive flagged partitions served by one model version: drifted (features at or
-above the model's drift share, or the predictions), or realised performance (once labels are final) fallen
-below the version's validation figure by more than the model's tolerance. It is keyed by what it is (its cause, the model version
+above the model's drift share, or a column risen above its recent level), or realised performance (once
+labels are final) fallen below the version's validation figure by more than the model's tolerance. It is keyed by what it is (its cause, the model version
 and the first flagged partition), so handling the same reports again, after a daemon restart or a re-run of
 the reports, decides the same thing and requests nothing new. A drift episode retrains only when the data can
 teach a new model something: enough partitions from the onset must have final labels (labels mature after
