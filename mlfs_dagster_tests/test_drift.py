@@ -290,3 +290,21 @@ def test_a_column_counts_as_risen_when_it_drifts_well_above_its_recent_level_not
     assert risen_columns(today, earlier, rise=0.12) == ("channel", "hour")
     assert risen_columns(today, [], rise=0.12) == ()  # nothing to compare with
     assert risen_columns(today, earlier, rise=0.2) == ("hour",)
+
+
+def test_drifted_periods_are_the_days_the_drift_table_flagged_whichever_version(tmp_path):
+    import datetime as dt
+
+    import pyarrow as pa
+
+    from mlfs_dagster.core.drift import drifted_periods
+    from mlfs_dagster.core.offline_store import OfflineStore, TimeRange
+
+    store, day = OfflineStore(f"sqlite:///{tmp_path}/c.db", f"file://{tmp_path}/wh"), dt.timedelta(days=1)
+    assert drifted_periods(store, "monitoring.drift", day) == []  # nothing monitored yet
+    days = [dt.datetime(2026, 3, d, tzinfo=dt.UTC) for d in (1, 1, 2, 2, 3, 3)]
+    rows = pa.table({"day": days, "column": ["amount", "channel"] * 3, "model_version": ["1", "1", "1", "1", "2", "2"],
+                     "period_drifted": [False, False, True, True, True, True]})
+    store.replace_range("monitoring.drift", rows, "day", TimeRange.of_days(dt.date(2026, 3, 1), dt.date(2026, 3, 3)))
+    assert drifted_periods(store, "monitoring.drift", day) == [TimeRange(days[2], days[2] + day),
+                                                                 TimeRange(days[4], days[4] + day)]

@@ -390,3 +390,20 @@ def test_the_monitoring_reference_is_the_latest_training_window_and_the_validati
     sampled = monitoring_reference(dataclasses.replace(model, drift_reference_window=None),
                                    pd.concat([many, frame.iloc[50:]]), ScoresTheAmount())["training_rows"]
     assert len(sampled) == REFERENCE_ROWS and sampled["event_time"].is_monotonic_increasing
+
+
+def test_the_monitoring_reference_leaves_out_drift_that_came_and_went_but_keeps_drift_still_going_on():
+    from mlfs_dagster.core.offline_store import TimeRange
+    from mlfs_dagster.core.training import latest_window
+
+    rows = pd.DataFrame({"event_time": [midnight(day) for day in range(30)], "day": range(30)})
+    week = dt.timedelta(days=7)
+    ended = [TimeRange(midnight(22), midnight(25))]  # days 22..24 drifted, days 25..29 quiet again
+    # 7 days of quiet time back from day 29, plus the 3 drifted days inside: days 19..21 and 25..29
+    assert latest_window(rows, "event_time", week, ended)["day"].tolist() == [19, 20, 21, 25, 26, 27, 28, 29]
+    assert latest_window(rows, "event_time", week, [])["day"].tolist() == [22, 23, 24, 25, 26, 27, 28, 29]
+    # the reach back over days 22..24 takes in day 19, itself drifted with day 18: it reaches back over both
+    two = [TimeRange(midnight(18), midnight(20)), *ended]
+    assert latest_window(rows, "event_time", week, two)["day"].tolist() == [17, 20, 21, 25, 26, 27, 28, 29]
+    going_on = [TimeRange(midnight(27), midnight(31))]  # the rows end inside it: the new normal, kept
+    assert latest_window(rows, "event_time", week, going_on)["day"].tolist() == list(range(22, 30))

@@ -21,6 +21,7 @@ from dagster import (
 from pydantic import Field
 
 from mlfs_dagster.builders.common import asset_key, group_name
+from mlfs_dagster.core.drift import drifted_periods
 from mlfs_dagster.core.specs import ModelSpec, System
 from mlfs_dagster.core.training import SPLIT, evaluate, fit_and_evaluate, gate_failures, monitoring_reference
 from mlfs_dagster.resources import ModelRegistryResource, OfflineStoreResource
@@ -98,7 +99,8 @@ def _candidate_asset(system: System, model: ModelSpec) -> AssetsDefinition:
                   "champion_at_training": champion.version if champion else "none"},
             input_example=_input_example(frame, model),
             datasets=[{"table": view.table, "snapshot_id": str(snapshot_id), "rows": len(frame), "role": "training"}],
-            frames=monitoring_reference(model, frame, fitted),
+            frames=monitoring_reference(model, frame, fitted,
+                                        drifted_periods(store, model.drift_table, system.step)),
         )
         registry.set_alias(name, CHALLENGER, registered.version)
         figures = {k: MetadataValue.float(v) for k, v in metrics.items()}

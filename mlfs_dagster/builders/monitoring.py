@@ -41,6 +41,7 @@ from mlfs_dagster.core.drift import (
     STATIC_FOLDER,
     add_header,
     drift_rows,
+    drifted_periods,
     feature_drift,
     risen_columns,
     severity,
@@ -85,7 +86,8 @@ def drift_report_asset(system: System, model: ModelSpec) -> AssetsDefinition:
         group_name=group_name(system, "monitoring"),
         description=(
             f"Per period, an Evidently data-drift report of the features `{name}` served against the training rows "
-            "of the model version that served them (the same hour of day for sub-daily periods): normed "
+            "of the model version that served them (its latest training window outside periods flagged as drifted "
+            "when it was trained; the same hour of day for sub-daily periods): normed "
             "Wasserstein for numbers and Jensen-Shannon for categories from 1,000 rows, Kolmogorov-Smirnov and "
             "chi-square below; `pii` columns excluded. Drift share, drifted columns, each column's test and a link "
             f"to the HTML report are on each partition; per-column results go to `{model.drift_table}`."
@@ -114,7 +116,7 @@ def drift_report_asset(system: System, model: ModelSpec) -> AssetsDefinition:
                                  f"{model.name}_predictions for it")
             version = Counter(current["model_version"].to_pylist()).most_common(1)[0][0]
             if version not in references:
-                references[version] = _monitoring_reference(store, registry, model, version)
+                references[version] = _monitoring_reference(store, registry, model, version, system.step)
             served_by, reference = references[version]
             outputs_drift = feature_drift(reference["validation_outputs"], current.select([output]).to_pandas(),
                                           [output], []).columns[0]
@@ -188,7 +190,7 @@ def _recent_severities(store: OfflineStore, model: ModelSpec, time_range, system
 
 
 def _reference_text(served_by, model: ModelSpec, period, system: System) -> str:
-    window = (f"its latest {model.drift_reference_window.days} days up to "
+    window = (f"its latest {model.drift_reference_window.days} days outside drifted periods, up to "
               if model.drift_reference_window else "examples up to ")
     return (f"{served_by.tags.get('training_set_version', 'unknown training set')}, train split, {window}"
             f"{served_by.tags.get(EXAMPLES_UNTIL_TAG, 'unknown')}"
@@ -231,7 +233,8 @@ def _column_table(result, risen: tuple[str, ...]) -> MetadataValue:
                       "drifted": c.drifted, "risen": c.column in risen}) for c in result.columns], schema=schema)
 
 
-def _monitoring_reference(store: OfflineStore, registry: ModelRegistry, model: ModelSpec, version: str):
+def _monitoring_reference(store: OfflineStore, registry: ModelRegistry, model: ModelSpec, version: str,
+                          step: dt.timedelta):
     """The serving version, and its monitoring reference, logged with it at training. A version trained before
     references were logged gets its reference built from its training-set snapshot, and logged then, once."""
     served_by = registry.get_version(model.registered_name, version)
@@ -239,7 +242,8 @@ def _monitoring_reference(store: OfflineStore, registry: ModelRegistry, model: M
     if any(frame is None for frame in frames.values()):
         training_set = store.read(model.feature_view.table, snapshot_id=int(served_by.tags["training_set_snapshot"]))
         frames = monitoring_reference(model, training_set.to_pandas(),
-                                      registry.load_version(model.registered_name, version))
+                                      registry.load_version(model.registered_name, version),
+                                      drifted_periods(store, model.drift_table, step))
         registry.log_frames(served_by.run_id, frames)
     return served_by, frames
 

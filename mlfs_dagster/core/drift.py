@@ -30,6 +30,9 @@ from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
+from pyiceberg.expressions import EqualTo
+
+from mlfs_dagster.core.offline_store import OfflineStore, TimeRange
 
 NUMERICAL_METHOD = "wasserstein"
 CATEGORICAL_METHOD = "jensenshannon"
@@ -348,6 +351,14 @@ def drift_rows(result: DriftResult, outputs: ColumnDrift, risen: Sequence[str], 
          "current_rows": result.current_rows, "report": str(result.html_path)}
         for c in result.columns
     ]
+
+
+def drifted_periods(store: OfflineStore, table: str, step) -> list[TimeRange]:
+    """The periods a drift table (rows of `drift_rows`) flagged as drifted, whichever version served them."""
+    if not store.exists(table):
+        return []
+    days = store.read(table, ("day",), EqualTo("period_drifted", True))["day"].to_pylist()
+    return [TimeRange(day, day + step) for day in sorted(set(days))]
 
 
 def add_header(html_path: Path, fields: dict[str, str]) -> None:

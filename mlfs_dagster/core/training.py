@@ -9,7 +9,7 @@ probabilities (binary) or predictions (regression), on the later validation spli
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -161,22 +161,45 @@ def fit_and_evaluate(model_spec: ModelSpec, frame: pd.DataFrame, seed: int | Non
     return model, {**metrics, "train_rows": float(len(train))}
 
 
-def monitoring_reference(model_spec: ModelSpec, frame: pd.DataFrame, fitted) -> dict[str, pd.DataFrame]:
+def monitoring_reference(model_spec: ModelSpec, frame: pd.DataFrame, fitted,
+                         drifted: Sequence[TimeRange] = ()) -> dict[str, pd.DataFrame]:
     """What monitoring compares a version's service with, fixed when it is trained.
 
-    `training_rows`: the train split's latest `drift_reference_window`, at most REFERENCE_ROWS rows sampled
-    with a fixed seed, features and event time. `validation_outputs`: the version's outputs on its validation
-    split, the reference for prediction drift.
+    `training_rows`: the train split's latest `drift_reference_window` of time outside the `drifted` periods
+    monitoring flagged (see `latest_window`), at most REFERENCE_ROWS rows sampled with a fixed seed, features and
+    event time. `validation_outputs`: the version's outputs on its validation split, the reference for prediction
+    drift.
     """
     time = model_spec.feature_view.spine_time
     train, validation = frame[frame[SPLIT] == "train"], frame[frame[SPLIT] == "validation"]
     if model_spec.drift_reference_window is not None and not train.empty:
-        train = train[train[time] >= train[time].max() - model_spec.drift_reference_window]
+        train = latest_window(train, time, model_spec.drift_reference_window, drifted)
     if len(train) > REFERENCE_ROWS:
         train = train.sample(REFERENCE_ROWS, random_state=0).sort_values(time)
     kind, features = model_spec.feature_view.label.kind, list(model_spec.features)
     return {"training_rows": train[[*features, time]].reset_index(drop=True),
             "validation_outputs": pd.DataFrame({model_spec.output_column: outputs(fitted, kind, validation[features])})}
+
+
+def latest_window(rows: pd.DataFrame, time: str, window: dt.timedelta, drifted: Sequence[TimeRange]) -> pd.DataFrame:
+    """The rows of the latest `window` of time outside the `drifted` periods, reaching further back by as much
+    time as those periods take inside it: a shift that came and went is no reference for the days after it.
+    When the rows end inside a drifted period the shift is still there, the new normal, and stays in.
+    """
+    latest = rows[time].max()
+    if any(period.start <= latest < period.end for period in drifted):
+        drifted = ()
+    cutoff = latest - window
+    while True:  # each step reaches back over the drifted time the last one took in; it stops at a gap
+        reach = latest - window - sum((min(p.end, latest) - max(p.start, cutoff) for p in drifted
+                                       if p.start < latest and p.end > cutoff), dt.timedelta())
+        if reach == cutoff:
+            break
+        cutoff = reach
+    kept = rows[time] >= cutoff
+    for period in drifted:
+        kept &= ~rows[time].between(period.start, period.end, inclusive="left")
+    return rows[kept]
 
 
 def gate_failures(gates: tuple[Gate, ...], metrics: Mapping[str, float],
