@@ -144,7 +144,7 @@ def test_predictions_score_every_transaction_with_the_champion_and_drift_is_repo
         text = report.read_text()
         assert text.index(f"<td>{event.partition}</td>") < text.index("</body>") and "decision" in text  # header
         assert metadata["drifted"].value == (metadata["dataset_drift"].value or metadata["prediction_drifted"].value)
-        assert "latest 28 days up to" in metadata["reference"].value
+        assert "latest 28 days outside drifted periods, up to" in metadata["reference"].value
     # The same reports in MLflow, as artifacts of one monitoring run with the day's figures over time.
     run_id = reports[0].materialization.metadata["mlflow_run_id"].value
     logged = registry.client.list_artifacts(run_id, "drift_reports")
