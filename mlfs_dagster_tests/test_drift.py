@@ -308,3 +308,20 @@ def test_drifted_periods_are_the_days_the_drift_table_flagged_whichever_version(
     store.replace_range("monitoring.drift", rows, "day", TimeRange.of_days(dt.date(2026, 3, 1), dt.date(2026, 3, 3)))
     assert drifted_periods(store, "monitoring.drift", day) == [TimeRange(days[2], days[2] + day),
                                                                  TimeRange(days[4], days[4] + day)]
+
+
+def test_a_report_charts_only_the_most_drifted_columns_when_many_drift(reference, tmp_path, monkeypatch):
+    import mlfs_dagster.core.drift as drift_module
+
+    monkeypatch.setattr(drift_module, "MAX_CHARTS", 2)
+    current = transactions(seed=2)
+    for column, shift in (("amount", 3.0), ("distance_km", 1.0), ("txn_count_7d", 0.5)):
+        current[column] += reference[column].std() * shift
+    result = drift(reference, current, html_path=tmp_path / "many.html")
+
+    html = result.html_path.read_text(encoding="utf-8")
+    assert {"amount", "distance_km", "txn_count_7d"} <= set(result.drifted_columns)
+    assert "Drift in column 'amount'" in html and "Drift in column 'distance_km'" in html
+    assert "Drift in column 'txn_count_7d'" not in html  # the least drifted: in the table only
+    assert f"the 2 most drifted of {len(result.drifted_columns)} drifted columns" in html
+    assert "<td>txn_count_7d</td>" in html

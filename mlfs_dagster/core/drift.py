@@ -9,8 +9,8 @@ categories, drifted at p < 0.05 (there a *low* score means drift). Each column's
 Whether a column drifted is Evidently's own stat test's verdict, never a comparison made here.
 
 The HTML report opens with a table of every column's test, then Evidently's own charts of the drifted
-columns. Charting is what costs (about 60 ms a column, in plotly), so a quiet day's report is the table
-and a few charts. The page loads Evidently's 3.5 MB JS bundle and icon font from a shared folder by a
+columns, the MAX_CHARTS most drifted when more drift. Charting is what costs (about 60 ms a column, in
+plotly), so a quiet day's report is the table and a few charts. The page loads Evidently's 3.5 MB JS bundle and icon font from a shared folder by a
 relative URL instead of inlining them.
 
 Evidently takes seconds to import, so it is imported inside `feature_drift`, not when this module loads.
@@ -46,6 +46,7 @@ P_VALUE_THRESHOLD = 0.05  # drifted when p < 0.05
 SAMPLE_SEED = 0
 ALL_NULL_METHOD = "all values null on one side"
 STATIC_FOLDER = "_static"
+MAX_CHARTS = 6  # Evidently charts of the most drifted columns in a report; the table lists every column
 
 
 @dataclass(frozen=True)
@@ -125,9 +126,9 @@ def feature_drift(
     drifted_columns = tuple(drift.column for drift in column_drifts if drift.drifted)
     drift_share = len(drifted_columns) / len(column_drifts)
     if html_path is not None:
-        charted = [c for c in drifted_columns if by_column[c].method != ALL_NULL_METHOD]
+        charted = _most_drifted(column_drifts)
         _save_report(reference, current, [c for c in numerical if c in charted], [c for c in categorical if c in charted],
-                     column_drifts, html_path, static_dir or html_path.parent / STATIC_FOLDER)
+                     column_drifts, charted, html_path, static_dir or html_path.parent / STATIC_FOLDER)
     return DriftResult(
         drift_share=drift_share,
         drifted_columns=drifted_columns,
@@ -221,9 +222,18 @@ def _comparable(frame: pd.DataFrame, numerical: Sequence[str], categorical: Sequ
     return pd.DataFrame(converted).reset_index(drop=True)
 
 
+def _most_drifted(columns: Sequence[ColumnDrift]) -> list[str]:
+    """The drifted columns to chart, most drifted first, at most MAX_CHARTS: charts are what a report costs, and
+    a day when everything drifts needs the worst few to be understood, not fifteen."""
+    drifted = sorted((c for c in columns if c.drifted and c.method != ALL_NULL_METHOD),
+                     key=lambda c: c.severity, reverse=True)
+    return [c.column for c in drifted[:MAX_CHARTS]]
+
+
 def _save_report(reference: pd.DataFrame, current: pd.DataFrame, numerical: Sequence[str],
-                 categorical: Sequence[str], columns: Sequence[ColumnDrift], html_path: Path, static_dir: Path) -> None:
-    """Evidently's report of the drifted columns' distributions (its charts are what costs: about 60 ms a
+                 categorical: Sequence[str], columns: Sequence[ColumnDrift], charted: Sequence[str], html_path: Path,
+                 static_dir: Path) -> None:
+    """Evidently's report of the `charted` columns' distributions (its charts are what costs: about 60 ms a
     column), after a table of every column's test."""
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import ValueDrift
@@ -238,7 +248,7 @@ def _save_report(reference: pd.DataFrame, current: pd.DataFrame, numerical: Sequ
             snapshot = Report(metrics).run(Dataset.from_pandas(current[[*numerical, *categorical]], data_definition=definition),
                                            Dataset.from_pandas(reference[[*numerical, *categorical]], data_definition=definition))
         widgets = snapshot._widgets
-    _write_page(widgets, _columns_table(columns), html_path, static_dir)
+    _write_page(widgets, _columns_table(columns, charted), html_path, static_dir)
 
 
 @functools.cache
@@ -283,8 +293,8 @@ def _write_page(widgets: list, table: str, html_path: Path, static_dir: Path) ->
     html_path.write_text(_after_body(page, table), encoding="utf-8")
 
 
-def _columns_table(columns: Sequence[ColumnDrift]) -> str:
-    """Every column's test, score, threshold and verdict; Evidently's charts below show the drifted ones."""
+def _columns_table(columns: Sequence[ColumnDrift], charted: Sequence[str]) -> str:
+    """Every column's test, score, threshold and verdict; Evidently's charts below show the `charted` ones."""
     import html
 
     drifted = [c.column for c in columns if c.drifted]
@@ -293,8 +303,10 @@ def _columns_table(columns: Sequence[ColumnDrift]) -> str:
         f"<tr{marked if c.drifted else ''}><td>{html.escape(c.column)}</td>"
         f"<td>{html.escape(c.method)}</td><td>{c.score:.4g}</td><td>{c.threshold:g}</td>"
         f"<td>{'drifted' if c.drifted else 'no'}</td></tr>" for c in columns)
-    charts = (f"Distributions of the drifted columns below: {html.escape(', '.join(drifted))}." if drifted
-              else "No column drifted: no chart below.")
+    charts = ("No column drifted: no chart below." if not drifted else
+              f"Distributions of the drifted columns below: {html.escape(', '.join(charted))}." if len(charted) == len(drifted)
+              else f"Distributions of the {len(charted)} most drifted of {len(drifted)} drifted columns below: "
+                   f"{html.escape(', '.join(charted))}.")
     return (f"<div style='font-family:sans-serif;margin:1em 2em'><h3 style='margin:0.3em 0'>Columns</h3>"
             f"<table style='border-collapse:collapse' cellpadding='3'><tr><th align='left'>column</th>"
             f"<th align='left'>test</th><th align='left'>score</th><th align='left'>threshold</th>"
