@@ -2,8 +2,9 @@
 
 Reports go where the monitoring asset puts them, `<reports root>/<system>/<asset>/<day>.html`, each day a
 new current sample of 20,000 rows (10 numerical and 5 categorical columns) against one reference of 20,000
-rows. Every column is tested, and Evidently charts the drifted ones, so the time depends on how many drift:
-a typical day (2 of 15 columns drifting) and the worst day (all 15) are timed apart. Evidently's import is timed on its own; the first report then pays for
+rows. Every column is tested, and Evidently charts the drifted ones (the 5 most drifted when more drift), so
+the time depends on how many drift: a typical day (2 of 15 columns drifting) and the worst day (all 15) are
+timed apart. Evidently's import is timed on its own; the first report then pays for
 Evidently's lazy set-up and for copying its JS bundle to the shared folder, the next ones are warm.
 `cpu s` is the process's CPU time: on a busy machine it moves less than the wall time.
 

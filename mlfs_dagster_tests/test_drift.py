@@ -292,7 +292,7 @@ def test_a_column_counts_as_risen_when_it_drifts_well_above_its_recent_level_not
     assert risen_columns(today, earlier, rise=0.2) == ("hour",)
 
 
-def test_drifted_periods_are_the_days_the_drift_table_flagged_whichever_version(tmp_path):
+def test_drifted_periods_are_the_flagged_days_and_the_days_a_risen_column_still_drifts(tmp_path):
     import datetime as dt
 
     import pyarrow as pa
@@ -300,28 +300,22 @@ def test_drifted_periods_are_the_days_the_drift_table_flagged_whichever_version(
     from mlfs_dagster.core.drift import drifted_periods
     from mlfs_dagster.core.offline_store import OfflineStore, TimeRange
 
-    store, day = OfflineStore(f"sqlite:///{tmp_path}/c.db", f"file://{tmp_path}/wh"), dt.timedelta(days=1)
-    assert drifted_periods(store, "monitoring.drift", day) == []  # nothing monitored yet
-    days = [dt.datetime(2026, 3, d, tzinfo=dt.UTC) for d in (1, 1, 2, 2, 3, 3)]
-    rows = pa.table({"day": days, "column": ["amount", "channel"] * 3, "model_version": ["1", "1", "1", "1", "2", "2"],
-                     "period_drifted": [False, False, True, True, True, True]})
-    store.replace_range("monitoring.drift", rows, "day", TimeRange.of_days(dt.date(2026, 3, 1), dt.date(2026, 3, 3)))
-    assert drifted_periods(store, "monitoring.drift", day) == [TimeRange(days[2], days[2] + day),
-                                                                 TimeRange(days[4], days[4] + day)]
+    store, step = OfflineStore(f"sqlite:///{tmp_path}/c.db", f"file://{tmp_path}/wh"), dt.timedelta(days=1)
+    assert drifted_periods(store, "monitoring.drift", step) == []  # nothing monitored yet
 
+    def day(d: int) -> dt.datetime:
+        return dt.datetime(2026, 3, d, tzinfo=dt.UTC)
 
-def test_a_report_charts_only_the_most_drifted_columns_when_many_drift(reference, tmp_path, monkeypatch):
-    import mlfs_dagster.core.drift as drift_module
-
-    monkeypatch.setattr(drift_module, "MAX_CHARTS", 2)
-    current = transactions(seed=2)
-    for column, shift in (("amount", 3.0), ("distance_km", 1.0), ("txn_count_7d", 0.5)):
-        current[column] += reference[column].std() * shift
-    result = drift(reference, current, html_path=tmp_path / "many.html")
-
-    html = result.html_path.read_text(encoding="utf-8")
-    assert {"amount", "distance_km", "txn_count_7d"} <= set(result.drifted_columns)
-    assert "Drift in column 'amount'" in html and "Drift in column 'distance_km'" in html
-    assert "Drift in column 'txn_count_7d'" not in html  # the least drifted: in the table only
-    assert f"the 2 most drifted of {len(result.drifted_columns)} drifted columns" in html
-    assert "<td>txn_count_7d</td>" in html
+    # (amount drifted, amount risen, trend drifted, period flagged): amount rises on day 2 (flagged, version 1),
+    # still drifts on days 3-4 under version 2 once its recent level caught up, then stops; the trend column
+    # drifts every day and never rose, so it extends nothing; day 7 is flagged alone.
+    days = {1: (False, False, True, False), 2: (True, True, True, True), 3: (True, False, True, False),
+            4: (True, False, True, False), 5: (False, False, True, False), 6: (False, False, True, False),
+            7: (False, False, True, True)}
+    rows = pa.Table.from_pylist([
+        {"day": day(d), "column": column, "drifted": drifted, "risen": risen, "period_drifted": flagged,
+         "model_version": "1" if d < 3 else "2"}
+        for d, (amount, rose, trend, flagged) in days.items()
+        for column, drifted, risen in (("amount", amount, rose), ("trend", trend, False))])
+    store.replace_range("monitoring.drift", rows, "day", TimeRange(day(1), day(8)))
+    assert drifted_periods(store, "monitoring.drift", step) == [TimeRange(day(d), day(d) + step) for d in (2, 3, 4, 7)]

@@ -46,7 +46,7 @@ P_VALUE_THRESHOLD = 0.05  # drifted when p < 0.05
 SAMPLE_SEED = 0
 ALL_NULL_METHOD = "all values null on one side"
 STATIC_FOLDER = "_static"
-MAX_CHARTS = 6  # Evidently charts of the most drifted columns in a report; the table lists every column
+MAX_CHARTS = 5  # Evidently charts of the most drifted columns in a report; the table lists every column
 
 
 @dataclass(frozen=True)
@@ -366,11 +366,20 @@ def drift_rows(result: DriftResult, outputs: ColumnDrift, risen: Sequence[str], 
 
 
 def drifted_periods(store: OfflineStore, table: str, step) -> list[TimeRange]:
-    """The periods a drift table (rows of `drift_rows`) flagged as drifted, whichever version served them."""
+    """The periods of drift episodes in a drift table (rows of `drift_rows`), whichever version served them: the
+    periods flagged as drifted, and after them those where a column that rose in the episode still drifts (a rise
+    is flagged only until the column's recent level catches up with it; the drift lasts longer)."""
     if not store.exists(table):
         return []
-    days = store.read(table, ("day",), EqualTo("period_drifted", True))["day"].to_pylist()
-    return [TimeRange(day, day + step) for day in sorted(set(days))]
+    rows = store.read(table, ("day", "column", "drifted", "risen", "period_drifted")).to_pandas()
+    periods, risen = [], set()  # the columns that rose in the current episode; empty outside one
+    for day, period in rows.groupby("day", sort=True):
+        if period["period_drifted"].iloc[0] or risen & set(period.loc[period["drifted"], "column"]):
+            periods.append(TimeRange(day.to_pydatetime(), day.to_pydatetime() + step))
+            risen |= set(period.loc[period["risen"], "column"])
+        else:
+            risen = set()
+    return periods
 
 
 def add_header(html_path: Path, fields: dict[str, str]) -> None:
