@@ -15,11 +15,12 @@ from mlfs_dagster.settings import PROJECT_ROOT, Settings
 
 
 def init_dagster_home(settings: Settings) -> Path:
-    """Point Dagster at MLFS_HOME and give it the project's embedded-defaults dagster.yaml."""
+    """Point Dagster at MLFS_HOME and give it the project's dagster.yaml: the embedded defaults, or the production
+    one (PostgreSQL storage from MLFS_DAGSTER_STORAGE) when that variable is set."""
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
     target = settings.dagster_home / "dagster.yaml"
-    source = PROJECT_ROOT / "dagster.yaml"
+    source = PROJECT_ROOT / ("docker/dagster.yaml" if settings.dagster_storage else "dagster.yaml")
     if source.exists() and not target.exists():
         shutil.copyfile(source, target)
     return settings.dagster_home
@@ -54,10 +55,8 @@ def _status(args: argparse.Namespace) -> None:
 
 def _features(args: argparse.Namespace) -> None:
     from mlfs_dagster.catalog import feature_catalog
-    from mlfs_dagster.core.offline_store import OfflineStore
 
-    settings = Settings.from_env()
-    catalog = feature_catalog(OfflineStore(settings.catalog_uri, settings.warehouse), _systems(args))
+    catalog = feature_catalog(Settings.from_env().offline_store(), _systems(args))
     if args.json:
         print(json.dumps(catalog, indent=2))
         return
@@ -80,8 +79,9 @@ def _land(args: argparse.Namespace) -> None:
         sys.exit(f"mlfs land: {args.source!r} names {len(matches)} sources of {[s.name for s in systems]}; "
                  "write SYSTEM.SOURCE")
     system, source = matches[0]
-    written = land_history(args.landing or Settings.from_env().landing, source.name, source.time_column,
-                           system.step, args.file)
+    settings = Settings.from_env()
+    written = land_history(args.landing or settings.landing, source.name, source.time_column, system.step,
+                           args.file, settings.s3)
     first = dt.datetime.combine(system.start, dt.time(), tzinfo=dt.UTC)
     early = sum(rows for start, rows in written.items() if start < first)
     if early:

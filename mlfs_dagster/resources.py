@@ -14,7 +14,11 @@ from pydantic import Field
 from mlfs_dagster.core.landing import LandingZone
 from mlfs_dagster.core.offline_store import OfflineStore
 from mlfs_dagster.core.registry import ModelRegistry
+from mlfs_dagster.core.storage import S3Options
 from mlfs_dagster.settings import Settings
+
+
+S3_ENDPOINT = "An S3-compatible server (MinIO, moto) for s3:// locations; None: AWS. Credentials: environment."
 
 
 class OfflineStoreResource(ConfigurableResource):
@@ -22,18 +26,22 @@ class OfflineStoreResource(ConfigurableResource):
 
     catalog_uri: str = Field(description="SQLAlchemy URI of the Iceberg SQL catalog.")
     warehouse: str = Field(description="Where table data and metadata files live (file:// or s3://).")
+    s3_endpoint: str | None = Field(default=None, description=S3_ENDPOINT)
+    s3_region: str | None = Field(default=None, description="S3 region; None: the client's default.")
 
     def open(self) -> OfflineStore:
-        return OfflineStore(self.catalog_uri, self.warehouse)
+        return OfflineStore(self.catalog_uri, self.warehouse, s3=S3Options(self.s3_endpoint, self.s3_region))
 
 
 class LandingZoneResource(ConfigurableResource):
     """Daily files from upstream systems: a local folder or an s3:// prefix."""
 
     root: str = Field(description="Folder or s3:// URI holding <source>/date=YYYY-MM-DD/*.parquet.")
+    s3_endpoint: str | None = Field(default=None, description=S3_ENDPOINT)
+    s3_region: str | None = Field(default=None, description="S3 region; None: the client's default.")
 
     def open(self) -> LandingZone:
-        return LandingZone(self.root)
+        return LandingZone(self.root, S3Options(self.s3_endpoint, self.s3_region))
 
 
 class ModelRegistryResource(ConfigurableResource):
@@ -62,8 +70,10 @@ class ReportStoreResource(ConfigurableResource):
 def resources_from_env(settings: Settings | None = None) -> dict[str, ConfigurableResource]:
     settings = settings or Settings.from_env()
     return {
-        "offline_store": OfflineStoreResource(catalog_uri=settings.catalog_uri, warehouse=settings.warehouse),
-        "landing_zone": LandingZoneResource(root=settings.landing),
+        "offline_store": OfflineStoreResource(catalog_uri=settings.catalog_uri, warehouse=settings.warehouse,
+                                              s3_endpoint=settings.s3.endpoint, s3_region=settings.s3.region),
+        "landing_zone": LandingZoneResource(root=settings.landing, s3_endpoint=settings.s3.endpoint,
+                                            s3_region=settings.s3.region),
         "model_registry": ModelRegistryResource(
             tracking_uri=settings.mlflow_tracking_uri, artifact_location=settings.mlflow_artifacts
         ),

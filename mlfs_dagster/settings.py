@@ -1,12 +1,17 @@
 """Where the system keeps its data: everything lives under one folder, MLFS_HOME.
 
-Each location can be pointed elsewhere by its own environment variable (production: PostgreSQL
-catalog, S3 warehouse and landing zone, an MLflow server); unset, all are embedded under MLFS_HOME.
+Each location can be pointed elsewhere by its own environment variable (production: PostgreSQL for
+Dagster's storage and the Iceberg catalog, S3 for the warehouse and landing zone, an MLflow server); unset,
+all are embedded under MLFS_HOME. S3 credentials come from the environment or an instance role, as for any
+AWS client; an S3-compatible server is named by AWS_ENDPOINT_URL_S3.
 """
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from mlfs_dagster.core.offline_store import OfflineStore
+from mlfs_dagster.core.storage import S3Options
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,6 +31,8 @@ class Settings:
     mlflow_artifacts: str
     reports: Path
     reports_url: str  # where `mlfs reports` serves the reports folder: report links in the UI point there
+    dagster_storage: str | None  # PostgreSQL URL of Dagster's storage; None: SQLite under dagster_home
+    s3: S3Options
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -33,19 +40,33 @@ class Settings:
         return cls(
             home=home,
             dagster_home=Path(os.environ.get("DAGSTER_HOME") or home / "dagster"),
-            catalog_uri=os.environ.get("MLFS_CATALOG_URI") or f"sqlite:///{home}/iceberg/catalog.db",
+            catalog_uri=with_driver(os.environ.get("MLFS_CATALOG_URI") or f"sqlite:///{home}/iceberg/catalog.db"),
             warehouse=os.environ.get("MLFS_WAREHOUSE") or f"file://{home}/iceberg/warehouse",
             landing=os.environ.get("MLFS_LANDING") or str(home / "landing"),
-            mlflow_tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home}/mlflow/mlflow.db",
+            mlflow_tracking_uri=with_driver(os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home}/mlflow/mlflow.db"),
             mlflow_artifacts=os.environ.get("MLFS_MLFLOW_ARTIFACTS") or str(home / "mlflow" / "artifacts"),
             reports=Path(os.environ.get("MLFS_REPORTS") or home / "reports"),
             reports_url=(os.environ.get("MLFS_REPORTS_URL") or "http://localhost:3001").rstrip("/"),
+            dagster_storage=with_driver(os.environ.get("MLFS_DAGSTER_STORAGE")),
+            s3=S3Options(endpoint=os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"),
+                         region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")),
         )
+
+    def offline_store(self) -> OfflineStore:
+        return OfflineStore(self.catalog_uri, self.warehouse, s3=self.s3)
+
+
+def with_driver(uri: str | None) -> str | None:
+    """A PostgreSQL URL with the psycopg2 driver named: SQLAlchemy 2.1 takes a bare postgresql:// to mean
+    psycopg 3, which the project does not install."""
+    if uri and uri.split("://", 1)[0] in ("postgres", "postgresql"):
+        return "postgresql+psycopg2://" + uri.split("://", 1)[1]
+    return uri
 
 
 # Every location that could send writes somewhere other than MLFS_HOME.
 LOCATION_VARIABLES = ("MLFS_CATALOG_URI", "MLFS_WAREHOUSE", "MLFS_LANDING", "MLFLOW_TRACKING_URI",
-                      "MLFS_MLFLOW_ARTIFACTS", "MLFS_REPORTS")
+                      "MLFS_MLFLOW_ARTIFACTS", "MLFS_REPORTS", "MLFS_DAGSTER_STORAGE")
 
 
 def use_home(home: Path) -> Settings:

@@ -13,7 +13,7 @@ from mlfs_dagster.settings import Settings
 
 
 def collect_status(settings: Settings, systems: Sequence[System], instance=None) -> dict:
-    store = OfflineStore(settings.catalog_uri, settings.warehouse)
+    store = settings.offline_store()
     registry = ModelRegistry(settings.mlflow_tracking_uri, settings.mlflow_artifacts)
     return {
         "catalog": {"uri": settings.catalog_uri, "warehouse": settings.warehouse},

@@ -28,6 +28,8 @@ import pyarrow.fs as pafs
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
+from mlfs_dagster.core.storage import S3Options
+
 FORMATS = {".parquet": "parquet", ".csv": "csv", ".jsonl": "json", ".json": "json"}
 DAILY, HOURLY = dt.timedelta(days=1), dt.timedelta(hours=1)
 UTC_US = pa.timestamp("us", tz="UTC")
@@ -45,14 +47,14 @@ class LandingFile:
 
 
 class LandingZone:
-    def __init__(self, root: str):
+    def __init__(self, root: str, s3: S3Options = S3Options()):
         self.root = root
+        self.s3 = s3
 
     @cached_property
     def _fs_and_base(self) -> tuple[pafs.FileSystem, str]:
-        if "://" in self.root:
-            return pafs.FileSystem.from_uri(self.root)
-        return pafs.LocalFileSystem(), self.root.rstrip("/")
+        fs, base = self.s3.filesystem(self.root)
+        return fs, base.rstrip("/")
 
     def period_folder(self, source: str, start: dt.datetime, step: dt.timedelta) -> str:
         _, base = self._fs_and_base
@@ -88,21 +90,21 @@ class LandingZone:
 
 
 def land_history(
-    landing_root: str, source: str, time_column: str, step: dt.timedelta, path: str
+    landing_root: str, source: str, time_column: str, step: dt.timedelta, path: str, s3: S3Options = S3Options()
 ) -> dict[dt.datetime, int]:
     """Split a file of history into the landing zone by its time column; returns rows written per period.
 
     One Parquet file per period, named after the input file's stem, so landing the same file again replaces
     its files rather than adding copies. Naive times are UTC. Rows without a time are refused.
     """
-    data = _read_history(path)
+    data = _read_history(path, s3)
     times = _utc_times(data, time_column, path)
     starts = pc.floor_temporal(times, multiple=int(step.total_seconds()), unit="second")
     data = data.set_column(data.column_names.index(time_column), time_column, times)
     data = data.append_column("_period", starts)
     data = data.sort_by([("_period", "ascending"), (time_column, "ascending")])
     counts = data.group_by("_period").aggregate([("_period", "count")]).sort_by("_period")
-    zone, name, written, offset = LandingZone(landing_root), f"{PurePosixPath(path).stem}.parquet", {}, 0
+    zone, name, written, offset = LandingZone(landing_root, s3), f"{PurePosixPath(path).stem}.parquet", {}, 0
     for start, rows in zip(counts["_period"].to_pylist(), counts["_period_count"].to_pylist(), strict=True):
         zone.write_period(source, start, step, name, data.slice(offset, rows).drop_columns(["_period"]))
         written[start], offset = rows, offset + rows
@@ -216,8 +218,8 @@ def _json_kind(value) -> str | None:
     return {str: "string", list: "list", dict: "object"}[type(value)]
 
 
-def _read_history(path: str) -> pa.Table:
-    fs, inner = pafs.FileSystem.from_uri(path) if "://" in path else (pafs.LocalFileSystem(), path)
+def _read_history(path: str, s3: S3Options) -> pa.Table:
+    fs, inner = s3.filesystem(path)
     info = fs.get_file_info(inner)
     if info.type != pafs.FileType.File or not _format(inner):
         raise LandingFileError(f"{path}: not a Parquet, CSV or JSON Lines file")

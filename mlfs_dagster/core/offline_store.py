@@ -27,6 +27,8 @@ from pyiceberg.expressions import AlwaysTrue, And, BooleanExpression, GreaterTha
 from pyiceberg.transforms import DayTransform
 from sqlalchemy.exc import DatabaseError, IntegrityError
 
+from mlfs_dagster.core.storage import S3Options
+
 if TYPE_CHECKING:
     from pyiceberg.table import Table
 
@@ -87,22 +89,24 @@ class TableStatus:
 class OfflineStore:
     """Iceberg tables behind a SQL catalog (SQLite embedded, PostgreSQL in production)."""
 
-    def __init__(self, catalog_uri: str, warehouse: str, catalog_name: str = "mlfs"):
+    def __init__(self, catalog_uri: str, warehouse: str, catalog_name: str = "mlfs", s3: S3Options = S3Options()):
         self.catalog_uri = catalog_uri
         self.warehouse = warehouse
         self.catalog_name = catalog_name
+        self.s3 = s3
 
     @cached_property
     def catalog(self) -> SqlCatalog:
         for location in (self.catalog_uri.removeprefix("sqlite:///"), self.warehouse.removeprefix("file://")):
             if "://" not in location:
                 Path(location).parent.mkdir(parents=True, exist_ok=True)
+        properties = {"uri": self.catalog_uri, "warehouse": self.warehouse, **self.s3.iceberg_properties()}
         try:
-            return SqlCatalog(self.catalog_name, uri=self.catalog_uri, warehouse=self.warehouse)
+            return SqlCatalog(self.catalog_name, **properties)
         except DatabaseError as error:  # parallel steps creating a new catalog's tables at once: one wins
             if "already exists" not in str(error):
                 raise
-            return SqlCatalog(self.catalog_name, uri=self.catalog_uri, warehouse=self.warehouse)
+            return SqlCatalog(self.catalog_name, **properties)
 
     def table(self, identifier: str) -> Table:
         return self.catalog.load_table(identifier)

