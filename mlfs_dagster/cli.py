@@ -109,7 +109,7 @@ def _reports(args: argparse.Namespace) -> None:
     settings = Settings.from_env()
     settings.reports.mkdir(parents=True, exist_ok=True)
     handler = functools.partial(Quiet, directory=str(settings.reports))
-    with ThreadingHTTPServer(("127.0.0.1", args.port), handler) as server:
+    with ThreadingHTTPServer((args.host, args.port), handler) as server:
         print(f"serving {settings.reports} at http://localhost:{args.port} (the UI's report links)", flush=True)
         server.serve_forever()
 
@@ -153,6 +153,7 @@ def main(argv: list[str] | None = None) -> None:
 
     reports = commands.add_parser("reports", help="serve the monitoring reports, so the UI's links open them")
     reports.add_argument("--port", type=int, default=3001, help="must match MLFS_REPORTS_URL (default 3001)")
+    reports.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a container)")
     reports.set_defaults(run=_reports)
 
     # Installed systems add their own commands (the reference system: `simulate` and `demo`).

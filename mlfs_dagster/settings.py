@@ -44,7 +44,7 @@ class Settings:
             warehouse=os.environ.get("MLFS_WAREHOUSE") or f"file://{home}/iceberg/warehouse",
             landing=os.environ.get("MLFS_LANDING") or str(home / "landing"),
             mlflow_tracking_uri=with_driver(os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home}/mlflow/mlflow.db"),
-            mlflow_artifacts=os.environ.get("MLFS_MLFLOW_ARTIFACTS") or str(home / "mlflow" / "artifacts"),
+            mlflow_artifacts=os.environ.get("MLFS_MLFLOW_ARTIFACTS") or _mlflow_artifacts(home),
             reports=Path(os.environ.get("MLFS_REPORTS") or home / "reports"),
             reports_url=(os.environ.get("MLFS_REPORTS_URL") or "http://localhost:3001").rstrip("/"),
             dagster_storage=with_driver(os.environ.get("MLFS_DAGSTER_STORAGE")),
@@ -54,6 +54,14 @@ class Settings:
 
     def offline_store(self) -> OfflineStore:
         return OfflineStore(self.catalog_uri, self.warehouse, s3=self.s3)
+
+
+def _mlflow_artifacts(home: Path) -> str:
+    """Embedded: a folder under MLFS_HOME. With a tracking server: the server's own artifact store, through it
+    (clients then need no credentials for where it keeps them)."""
+    if (os.environ.get("MLFLOW_TRACKING_URI") or "").startswith(("http://", "https://")):
+        return "mlflow-artifacts:/mlfs"
+    return str(home / "mlflow" / "artifacts")
 
 
 def with_driver(uri: str | None) -> str | None:

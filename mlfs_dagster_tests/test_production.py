@@ -208,3 +208,76 @@ def test_the_compose_file_is_valid_and_takes_its_secrets_from_the_environment():
     for path in (PROJECT_ROOT / "docker").iterdir():
         text = path.read_text()
         assert not any(secret in text for secret in secrets.values()), path
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(s3_server, tmp_path_factory):
+    """An MLflow tracking server with a PostgreSQL backend and its artifacts on S3, as docker/compose.yaml runs it."""
+    import boto3
+    import requests
+
+    connection = _admin_connection()
+    name = f"mlfs_test_mlflow_{uuid.uuid4().hex[:8]}"
+    with connection.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    boto3.client("s3", endpoint_url=s3_server.endpoint, region_name="us-east-1").create_bucket(Bucket="mlflow")
+    port = _free_port()
+    log = (tmp_path_factory.mktemp("mlflow") / "server.log").open("w")
+    server = subprocess.Popen(
+        [shutil.which("mlflow", path=str(Path(os.sys.executable).parent)), "server", "--host", "127.0.0.1",
+         "--port", str(port), "--workers", "1", "--backend-store-uri", f"{POSTGRES}/{name}",
+         "--artifacts-destination", "s3://mlflow/artifacts"],
+        env={**os.environ, "MLFLOW_S3_ENDPOINT_URL": s3_server.endpoint, "AWS_DEFAULT_REGION": "us-east-1",
+             "MLFLOW_DISABLE_TELEMETRY": "true"}, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):  # about a minute to import and start on a busy 2-core machine
+            try:
+                if requests.get(f"{url}/health", timeout=1).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            if server.poll() is not None:
+                pytest.fail(f"mlflow server exited: {Path(log.name).read_text()[-2000:]}")
+            __import__("time").sleep(0.5)
+        else:
+            pytest.fail("mlflow server did not answer in 120 s")
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        with connection.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        connection.close()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_models_are_registered_on_an_mlflow_server_and_loaded_by_alias(mlflow_server, s3_server, monkeypatch):
+    from mlfs_dagster.core.registry import ModelRegistry
+    from mlfs_dagster_tests.test_registry import fraud_pipeline, transactions
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    settings = Settings.from_env()
+    assert settings.mlflow_artifacts == "mlflow-artifacts:/mlfs"  # through the server, which keeps them on S3
+    registry = ModelRegistry(settings.mlflow_tracking_uri, settings.mlflow_artifacts)
+    features, labels = transactions()
+    pipeline = fraud_pipeline(max_iter=5).fit(features, labels)
+
+    version = registry.log_and_register(pipeline, "served_model", metrics={"pr_auc": 0.5}, params={},
+                                        tags={"seed": "1"}, input_example=features.head(3),
+                                        frames={"training_rows": features.head(10)})
+    registry.set_alias("served_model", "champion", version.version)
+
+    loaded = registry.load_by_alias("served_model", "champion")
+    assert (loaded.predict_proba(features) == pipeline.predict_proba(features)).all()
+    assert registry.run_frame(version.run_id, "training_rows").equals(features.head(10))
+    s3, _ = s3_server.filesystem("s3://mlflow")
+    stored = s3.get_file_info(pafs.FileSelector("mlflow/artifacts", recursive=True))
+    assert any(f.path.endswith("training_rows.parquet") for f in stored)  # on S3, not on this machine
