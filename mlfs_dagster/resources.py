@@ -17,7 +17,6 @@ from mlfs_dagster.core.registry import ModelRegistry
 from mlfs_dagster.core.storage import S3Options
 from mlfs_dagster.settings import Settings
 
-
 S3_ENDPOINT = "An S3-compatible server (MinIO, moto) for s3:// locations; None: AWS. Credentials: environment."
 
 

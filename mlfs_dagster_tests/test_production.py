@@ -177,6 +177,7 @@ def test_the_production_instance_loads_postgresql_storage_and_run_monitoring_fro
         assert isinstance(instance.run_storage, PostgresRunStorage)
         assert instance.run_monitoring_enabled and instance.run_monitoring_max_runtime_seconds == 7200
         assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 4
+        assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
 
 
 def _compose_binary() -> Path:
@@ -281,3 +282,22 @@ def test_models_are_registered_on_an_mlflow_server_and_loaded_by_alias(mlflow_se
     s3, _ = s3_server.filesystem("s3://mlflow")
     stored = s3.get_file_info(pafs.FileSelector("mlflow/artifacts", recursive=True))
     assert any(f.path.endswith("training_rows.parquet") for f in stored)  # on S3, not on this machine
+
+
+def test_every_step_writing_an_iceberg_table_takes_that_tables_pool_limited_to_one_by_both_instances(tmp_path):
+    from card_fraud.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    writers = {}
+    for assets_def in graph.assets_defs:
+        tables = {assets_def.metadata_by_key[k].get("dagster/table_name") for k in assets_def.keys} - {None}
+        if tables:
+            writers[assets_def.op.name] = (assets_def.op.pool, tables)
+    assert len(writers) >= 8
+    for op, (pool, tables) in writers.items():  # a raw step writes its table and that table's quarantine
+        assert pool is not None and pool.removeprefix("iceberg/") in tables, (op, pool, tables)
+    for config in (PROJECT_ROOT / "dagster.yaml", PROJECT_ROOT / "docker" / "dagster.yaml"):
+        assert __import__("yaml").safe_load(config.read_text())["concurrency"]["pools"]["default_limit"] == 1
+    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
+    with DagsterInstance.from_config(str(tmp_path)) as instance:  # the embedded instance, as `mlfs home` makes it
+        assert instance.run_monitoring_enabled and instance.get_concurrency_config().pool_config.default_pool_limit == 1

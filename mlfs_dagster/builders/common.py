@@ -113,6 +113,12 @@ def ingest_on_schedule(system: System) -> dict:
     return {"automation_condition": AutomationCondition.on_cron(cron, "UTC"), **fresh_within(system, periods=2)}
 
 
+def table_pool(table: str) -> str:
+    """The concurrency pool of the steps writing `table`: commits to one Iceberg table race (the loser fails),
+    so the instance's pool limit (dagster.yaml) makes the others wait for their turn instead."""
+    return f"iceberg/{table}"
+
+
 def follow_upstream(system: System) -> dict:
     """Features, inference and monitoring: the latest partition is computed as soon as its inputs are."""
     return {"automation_condition": AutomationCondition.eager(), **fresh_within(system, periods=2)}

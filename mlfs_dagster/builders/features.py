@@ -27,6 +27,7 @@ from mlfs_dagster.builders.common import (
     partitions,
     period_ranges,
     table_metadata,
+    table_pool,
 )
 from mlfs_dagster.catalog import group_markdown
 from mlfs_dagster.core import audit
@@ -69,6 +70,7 @@ def feature_group_asset(system: System, spec: FeatureGroupSpec) -> AssetsDefinit
         metadata={**table_metadata(spec.table, spec.columns), "feature_group_version": spec.version,
                   "catalog": MetadataValue.md(group_markdown(system, spec))},
         check_specs=checks,
+        pool=table_pool(spec.table),
         **follow_upstream(system),
     )
     def compute(context: AssetExecutionContext, offline_store: OfflineStoreResource):

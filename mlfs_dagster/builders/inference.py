@@ -21,6 +21,7 @@ from mlfs_dagster.builders.common import (
     partitions,
     period_ranges,
     table_metadata,
+    table_pool,
 )
 from mlfs_dagster.builders.models import CHAMPION
 from mlfs_dagster.core import feature_view
@@ -53,6 +54,7 @@ def predictions_asset(system: System, model: ModelSpec) -> AssetsDefinition:
         kinds={"iceberg", "mlflow"},
         owners=[model.owner],
         metadata={"dagster/table_name": model.predictions_table},
+        pool=table_pool(model.predictions_table),
         **follow_upstream(system),
     )
     def predictions(context: AssetExecutionContext, offline_store: OfflineStoreResource,

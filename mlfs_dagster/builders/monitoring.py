@@ -33,6 +33,7 @@ from mlfs_dagster.builders.common import (
     partition_range,
     partitions,
     period_ranges,
+    table_pool,
 )
 from mlfs_dagster.builders.models import EXAMPLES_UNTIL_TAG
 from mlfs_dagster.builders.performance import performance_asset_name
@@ -98,6 +99,7 @@ def drift_report_asset(system: System, model: ModelSpec) -> AssetsDefinition:
         kinds={"evidently", "iceberg"},
         owners=[model.owner],
         metadata={"dagster/table_name": model.drift_table},
+        pool=table_pool(model.drift_table),
         **follow_upstream(system),
     )
     def drift_report(context: AssetExecutionContext, offline_store: OfflineStoreResource,

@@ -31,6 +31,7 @@ from mlfs_dagster.builders.common import (
     partition_range,
     partitions,
     period_ranges,
+    table_pool,
 )
 from mlfs_dagster.builders.inference import MODEL_VERSION
 from mlfs_dagster.builders.models import EXAMPLES_UNTIL_TAG
@@ -70,6 +71,7 @@ def performance_asset(system: System, model: ModelSpec) -> AssetsDefinition:
         kinds={"scikit-learn", "iceberg"},
         owners=[model.owner],
         metadata={"dagster/table_name": table},
+        pool=table_pool(table),
     )
     def performance(context: AssetExecutionContext, offline_store: OfflineStoreResource,
                     model_registry: ModelRegistryResource):

@@ -24,6 +24,7 @@ from mlfs_dagster.builders.common import (
     partition_range,
     partitions,
     table_metadata,
+    table_pool,
 )
 from mlfs_dagster.core import audit
 from mlfs_dagster.core.ingest import ingest, quarantine_schema
@@ -79,6 +80,7 @@ def source_asset(system: System, spec: SourceSpec) -> AssetsDefinition:
         check_specs=checks,
         can_subset=True,
         backfill_policy=BackfillPolicy.single_run(),
+        pool=table_pool(spec.table),
     )
     def ingest_source(context: AssetExecutionContext, config: IngestConfig, offline_store: OfflineStoreResource,
                       landing_zone: LandingZoneResource):

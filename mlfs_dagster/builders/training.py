@@ -19,7 +19,14 @@ from dagster import (
 )
 from pydantic import Field
 
-from mlfs_dagster.builders.common import asset_key, group_name, history_start, partitions, table_metadata
+from mlfs_dagster.builders.common import (
+    asset_key,
+    group_name,
+    history_start,
+    partitions,
+    table_metadata,
+    table_pool,
+)
 from mlfs_dagster.builders.raw import DELIVERY
 from mlfs_dagster.core import audit
 from mlfs_dagster.core.dataset_checks import training_set_findings
@@ -60,6 +67,7 @@ def training_set_asset(system: System, view: FeatureViewSpec) -> AssetsDefinitio
         kinds={"iceberg", "duckdb"},
         owners=[view.owner],
         metadata={"dagster/table_name": view.table},
+        pool=table_pool(view.table),
         check_specs=[AssetCheckSpec(NO_FUTURE_FEATURES, asset=key, blocking=True,
                                     description="No row is joined to a feature row newer than the row's own time."),
                      *(AssetCheckSpec(name, asset=key, blocking=name == "label_balance", description=text)

@@ -30,7 +30,6 @@ from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
-from pyiceberg.expressions import EqualTo
 
 from mlfs_dagster.core.offline_store import OfflineStore, TimeRange
 

@@ -28,7 +28,7 @@ import pyarrow.fs as pafs
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
-from mlfs_dagster.core.storage import S3Options
+from mlfs_dagster.core.storage import DEFAULT_S3, S3Options
 
 FORMATS = {".parquet": "parquet", ".csv": "csv", ".jsonl": "json", ".json": "json"}
 DAILY, HOURLY = dt.timedelta(days=1), dt.timedelta(hours=1)
@@ -47,7 +47,7 @@ class LandingFile:
 
 
 class LandingZone:
-    def __init__(self, root: str, s3: S3Options = S3Options()):
+    def __init__(self, root: str, s3: S3Options = DEFAULT_S3):
         self.root = root
         self.s3 = s3
 
@@ -90,7 +90,7 @@ class LandingZone:
 
 
 def land_history(
-    landing_root: str, source: str, time_column: str, step: dt.timedelta, path: str, s3: S3Options = S3Options()
+    landing_root: str, source: str, time_column: str, step: dt.timedelta, path: str, s3: S3Options = DEFAULT_S3
 ) -> dict[dt.datetime, int]:
     """Split a file of history into the landing zone by its time column; returns rows written per period.
 

@@ -27,7 +27,7 @@ from pyiceberg.expressions import AlwaysTrue, And, BooleanExpression, GreaterTha
 from pyiceberg.transforms import DayTransform
 from sqlalchemy.exc import DatabaseError, IntegrityError
 
-from mlfs_dagster.core.storage import S3Options
+from mlfs_dagster.core.storage import DEFAULT_S3, S3Options
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table
@@ -89,7 +89,7 @@ class TableStatus:
 class OfflineStore:
     """Iceberg tables behind a SQL catalog (SQLite embedded, PostgreSQL in production)."""
 
-    def __init__(self, catalog_uri: str, warehouse: str, catalog_name: str = "mlfs", s3: S3Options = S3Options()):
+    def __init__(self, catalog_uri: str, warehouse: str, catalog_name: str = "mlfs", s3: S3Options = DEFAULT_S3):
         self.catalog_uri = catalog_uri
         self.warehouse = warehouse
         self.catalog_name = catalog_name

@@ -28,3 +28,6 @@ class S3Options:
     def iceberg_properties(self) -> dict[str, str]:
         """pyiceberg FileIO properties for tables under an s3:// warehouse."""
         return {key: value for key, value in (("s3.endpoint", self.endpoint), ("s3.region", self.region)) if value}
+
+
+DEFAULT_S3 = S3Options()  # AWS itself, with the client's own region resolution
