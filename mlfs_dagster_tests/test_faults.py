@@ -1,0 +1,102 @@
+"""Faults, for real: a run killed with SIGKILL in the middle of a write, as a crashed machine would leave it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+from dagster import DagsterInstance, DagsterRunStatus
+
+from mlfs_dagster.core.offline_store import OfflineStore
+from mlfs_dagster.settings import PROJECT_ROOT
+from mlfs_dagster_tests.meters import generator
+from mlfs_dagster_tests.meters.system import SYSTEM as METERS
+
+DEFINITIONS = """from mlfs_dagster.builders import build_definitions
+from mlfs_dagster_tests.meters.system import SYSTEM
+
+defs = build_definitions(SYSTEM)
+"""
+HOURS = 48
+TABLE = METERS.sources[0].table
+
+
+def _environment(home: Path) -> dict[str, str]:
+    """An MLFS_HOME of its own, its instance the embedded dagster.yaml with run monitoring made quick."""
+    config = yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text())
+    config["run_monitoring"].update(max_runtime_seconds=5, poll_interval_seconds=1, free_slots_after_run_end_seconds=1)
+    (home / "dagster").mkdir(parents=True)
+    (home / "dagster" / "dagster.yaml").write_text(yaml.safe_dump(config))
+    (home / "defs.py").write_text(DEFINITIONS)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFS_", "DAGSTER_"))}
+    return {**env, "MLFS_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"),
+            "PYTHONPATH": str(PROJECT_ROOT), "DAGSTER_DISABLE_TELEMETRY": "1"}
+
+
+def _materialize(home: Path, env: dict, first_hour: int, last_hour: int) -> subprocess.Popen:
+    hours = [generator_hour(h) for h in (first_hour, last_hour)]
+    log = (home / f"materialize-{first_hour}.log").open("a")  # a pipe nobody reads would fill up and block it
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-f", "defs.py",
+         "--select", f"meters/{TABLE.split('.')[1]}", "--partition-range", "...".join(hours)],
+        cwd=home, env=env, stdout=log, stderr=log, start_new_session=True)  # its own process group: the kill takes the step processes too, like a crash
+
+
+def generator_hour(number: int) -> str:
+    import datetime as dt
+
+    first = dt.datetime.combine(METERS.start, dt.time(), tzinfo=dt.UTC)
+    return (first + dt.timedelta(hours=number)).strftime("%Y-%m-%d-%H:%M")
+
+
+def _data_files(home: Path) -> set[Path]:
+    return set((home / "iceberg" / "warehouse").rglob("*.parquet"))
+
+
+def test_a_run_killed_mid_write_leaves_the_table_whole_is_failed_by_run_monitoring_and_reruns(tmp_path):
+    home, env = tmp_path, _environment(tmp_path)
+    generator.generate(home / "landing", METERS.start, HOURS)
+    first = _materialize(home, env, 0, HOURS // 2 - 1)
+    assert first.wait(timeout=300) == 0, (home / "materialize-0.log").read_text()[-3000:]
+    store = OfflineStore(f"sqlite:///{home}/iceberg/catalog.db", f"file://{home}/iceberg/warehouse")
+    before = store.read(TABLE)
+    files_before = _data_files(home)
+
+    second = _materialize(home, env, HOURS // 2, HOURS - 1)
+    deadline = time.monotonic() + 300
+    while not (_data_files(home) - files_before) and second.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)  # killed as soon as its first data file is on disk, before or while it commits
+    os.killpg(second.pid, signal.SIGKILL)
+    second.wait()
+
+    after_kill = store.read(TABLE)
+    assert after_kill.num_rows in (before.num_rows, 0) or after_kill.num_rows > before.num_rows
+    assert after_kill.slice(0, before.num_rows).equals(before) or after_kill.num_rows == before.num_rows
+    keys = [k for k in METERS.sources[0].keys]
+    assert after_kill.group_by(keys).aggregate([]).num_rows == after_kill.num_rows  # nothing twice
+
+    with DagsterInstance.from_config(str(home / "dagster")) as instance:
+        killed = instance.get_runs(limit=1)[0]
+        assert killed.status == DagsterRunStatus.STARTED  # the process is gone; nothing told the instance
+        daemon = subprocess.Popen([str(Path(sys.executable).parent / "dagster-daemon"), "run", "-f", "defs.py"],
+                                  cwd=home, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  start_new_session=True)
+        try:
+            deadline = time.monotonic() + 180
+            # past its maximum runtime the daemon asks the run to stop (CANCELING), finds nobody, fails it
+            while instance.get_run_by_id(killed.run_id).status in (DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING):
+                assert time.monotonic() < deadline, "run monitoring did not fail the dead run"
+                time.sleep(1)
+            assert instance.get_run_by_id(killed.run_id).status == DagsterRunStatus.FAILURE
+            # the daemon also gives back the pool slot the dead run held: the re-run is not blocked behind it
+            rerun = _materialize(home, env, HOURS // 2, HOURS - 1)
+            assert rerun.wait(timeout=300) == 0, (home / f"materialize-{HOURS // 2}.log").read_text()[-3000:]
+        finally:
+            os.killpg(daemon.pid, signal.SIGKILL)
+    final = store.read(TABLE)
+    assert final.group_by(keys).aggregate([]).num_rows == final.num_rows > before.num_rows
