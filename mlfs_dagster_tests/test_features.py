@@ -405,5 +405,8 @@ def test_the_monitoring_reference_leaves_out_drift_that_came_and_went_but_keeps_
     # the reach back over days 22..24 takes in day 19, itself drifted with day 18: it reaches back over both
     two = [TimeRange(midnight(18), midnight(20)), *ended]
     assert latest_window(rows, "event_time", week, two)["day"].tolist() == [17, 20, 21, 25, 26, 27, 28, 29]
-    going_on = [TimeRange(midnight(27), midnight(31))]  # the rows end inside it: the new normal, kept
-    assert latest_window(rows, "event_time", week, going_on)["day"].tolist() == list(range(22, 30))
+    going_on = [TimeRange(midnight(27), midnight(28)), TimeRange(midnight(28), midnight(31))]  # the rows end in it
+    assert latest_window(rows, "event_time", week, going_on)["day"].tolist() == list(range(22, 30))  # new normal
+    # an earlier episode that came and went stays out, beside the one still going on
+    assert latest_window(rows, "event_time", week, [*ended, *going_on])["day"].tolist() == [19, 20, 21, 25, 26, 27,
+                                                                                           28, 29]

@@ -184,11 +184,12 @@ def monitoring_reference(model_spec: ModelSpec, frame: pd.DataFrame, fitted,
 def latest_window(rows: pd.DataFrame, time: str, window: dt.timedelta, drifted: Sequence[TimeRange]) -> pd.DataFrame:
     """The rows of the latest `window` of time outside the `drifted` periods, reaching further back by as much
     time as those periods take inside it: a shift that came and went is no reference for the days after it.
-    When the rows end inside a drifted period the shift is still there, the new normal, and stays in.
+    When the rows end inside drifted periods the shift is still there, the new normal, and stays in (earlier
+    episodes stay out).
     """
     latest = rows[time].max()
-    if any(period.start <= latest < period.end for period in drifted):
-        drifted = ()
+    if (ongoing := _ongoing_since(latest, drifted)) is not None:
+        drifted = [period for period in drifted if period.end < ongoing]
     cutoff = latest - window
     while True:  # each step reaches back over the drifted time the last one took in; it stops at a gap
         reach = latest - window - sum((min(p.end, latest) - max(p.start, cutoff) for p in drifted
@@ -200,6 +201,17 @@ def latest_window(rows: pd.DataFrame, time: str, window: dt.timedelta, drifted: 
     for period in drifted:
         kept &= ~rows[time].between(period.start, period.end, inclusive="left")
     return rows[kept]
+
+
+def _ongoing_since(instant, periods: Sequence[TimeRange]):
+    """The start of the back-to-back drifted periods that hold `instant`; None when it is in none."""
+    since = None
+    for period in sorted(periods, key=lambda p: p.start, reverse=True):
+        if period.start <= instant < period.end or (since is not None and period.end == since):
+            since = period.start
+        elif since is not None:
+            break
+    return since
 
 
 def gate_failures(gates: tuple[Gate, ...], metrics: Mapping[str, float],
