@@ -301,3 +301,15 @@ def test_every_step_writing_an_iceberg_table_takes_that_tables_pool_limited_to_o
     shutil.copyfile(PROJECT_ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
     with DagsterInstance.from_config(str(tmp_path)) as instance:  # the embedded instance, as `mlfs home` makes it
         assert instance.run_monitoring_enabled and instance.run_monitoring_max_runtime_seconds == 7200
+
+
+def test_an_unreachable_catalog_is_named_in_the_error_without_its_password(tmp_path):
+    from mlfs_dagster.core.offline_store import StoreUnavailableError
+
+    closed = _free_port()  # nothing listens there
+    store = OfflineStore(f"postgresql+psycopg2://mlfs:s3cret-pw@127.0.0.1:{closed}/iceberg", f"file://{tmp_path}/wh")
+    with pytest.raises(StoreUnavailableError) as raised:
+        store.read("raw.anything")
+    message = str(raised.value)
+    assert f"Iceberg catalog at postgresql+psycopg2://mlfs:***@127.0.0.1:{closed}/iceberg is unavailable" in message
+    assert "Connection refused" in message and "s3cret-pw" not in message

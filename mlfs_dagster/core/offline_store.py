@@ -25,7 +25,8 @@ from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.exceptions import CommitFailedException, NoSuchTableError
 from pyiceberg.expressions import AlwaysTrue, And, BooleanExpression, GreaterThanOrEqual, LessThan, Or
 from pyiceberg.transforms import DayTransform
-from sqlalchemy.exc import DatabaseError, IntegrityError
+from sqlalchemy import make_url
+from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 
 from mlfs_dagster.core.storage import DEFAULT_S3, S3Options
 
@@ -74,6 +75,10 @@ def any_of(ranges: Sequence[TimeRange], column: str) -> BooleanExpression:
 WAP_BASE = "mlfs.wap-base"
 
 
+class StoreUnavailableError(RuntimeError):
+    """A store's server refused or did not answer; the message names it (never its password). Retry later."""
+
+
 class PublishConflictError(RuntimeError):
     """Main moved after a branch was staged on it: publishing would drop that commit. Re-run to retry."""
 
@@ -103,6 +108,9 @@ class OfflineStore:
         properties = {"uri": self.catalog_uri, "warehouse": self.warehouse, **self.s3.iceberg_properties()}
         try:
             return SqlCatalog(self.catalog_name, **properties)
+        except OperationalError as error:  # the database refused or did not answer
+            raise StoreUnavailableError(f"the Iceberg catalog at {make_url(self.catalog_uri)!r} is unavailable: "
+                                        f"{str(error.orig).strip().splitlines()[0]}") from None
         except DatabaseError as error:  # parallel steps creating a new catalog's tables at once: one wins
             if "already exists" not in str(error):
                 raise
