@@ -108,13 +108,13 @@ class OfflineStore:
         properties = {"uri": self.catalog_uri, "warehouse": self.warehouse, **self.s3.iceberg_properties()}
         try:
             return SqlCatalog(self.catalog_name, **properties)
-        except OperationalError as error:  # the database refused or did not answer
-            raise StoreUnavailableError(f"the Iceberg catalog at {make_url(self.catalog_uri)!r} is unavailable: "
-                                        f"{str(error.orig).strip().splitlines()[0]}") from None
-        except DatabaseError as error:  # parallel steps creating a new catalog's tables at once: one wins
-            if "already exists" not in str(error):
-                raise
-            return SqlCatalog(self.catalog_name, **properties)
+        except DatabaseError as error:
+            if "already exists" in str(error):  # parallel steps creating a new catalog's tables at once: one wins
+                return SqlCatalog(self.catalog_name, **properties)
+            if isinstance(error, OperationalError):  # the database refused or did not answer
+                raise StoreUnavailableError(f"the Iceberg catalog at {make_url(self.catalog_uri)!r} is unavailable: "
+                                            f"{str(error.orig).strip().splitlines()[0]}") from None
+            raise
 
     def table(self, identifier: str) -> Table:
         return self.catalog.load_table(identifier)
