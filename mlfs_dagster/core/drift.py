@@ -10,8 +10,8 @@ Whether a column drifted is Evidently's own stat test's verdict, never a compari
 
 The HTML report opens with a table of every column's test, then Evidently's own charts of the drifted
 columns, the MAX_CHARTS most drifted when more drift. Charting is what costs (about 60 ms a column, in
-plotly), so a quiet day's report is the table and a few charts. The page loads Evidently's 3.5 MB JS bundle and icon font from a shared folder by a
-relative URL instead of inlining them.
+plotly), so a quiet day's report is the table and a few charts. The page loads Evidently's 3.5 MB JS bundle
+and icon font from a shared folder by a relative URL instead of inlining them.
 
 Evidently takes seconds to import, so it is imported inside `feature_drift`, not when this module loads.
 """
@@ -25,6 +25,7 @@ import statistics
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import quote
 
@@ -364,7 +365,7 @@ def drift_rows(result: DriftResult, outputs: ColumnDrift, risen: Sequence[str], 
     ]
 
 
-def drifted_periods(store: OfflineStore, table: str, step) -> list[TimeRange]:
+def drifted_periods(store: OfflineStore, table: str, step: timedelta) -> list[TimeRange]:
     """The periods of drift episodes in a drift table (rows of `drift_rows`), whichever version served them: the
     periods flagged as drifted, and after them those where a column that rose in the episode still drifts (a rise
     is flagged only until the column's recent level catches up with it; the drift lasts longer)."""
