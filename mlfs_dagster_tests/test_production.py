@@ -315,3 +315,20 @@ def test_an_unreachable_catalog_is_named_in_the_error_without_its_password(tmp_p
     message = str(raised.value)
     assert f"Iceberg catalog at postgresql+psycopg2://mlfs:***@127.0.0.1:{closed}/iceberg is unavailable" in message
     assert "Connection refused" in message and "s3cret-pw" not in message
+
+
+def test_the_dagster_home_gets_the_production_instance_when_dagster_storage_is_set(monkeypatch, tmp_path):
+    from mlfs_dagster.cli import init_dagster_home
+
+    for storage, source in ((None, PROJECT_ROOT / "dagster.yaml"),
+                            ("postgresql://db/dagster", PROJECT_ROOT / "docker" / "dagster.yaml")):
+        home = tmp_path / (source.parent.name)
+        monkeypatch.setenv("MLFS_HOME", str(home))
+        monkeypatch.delenv("DAGSTER_HOME", raising=False)
+        if storage:
+            monkeypatch.setenv("MLFS_DAGSTER_STORAGE", storage)
+        else:
+            monkeypatch.delenv("MLFS_DAGSTER_STORAGE", raising=False)
+        dagster_home = init_dagster_home(Settings.from_env())
+        assert (dagster_home / "dagster.yaml").read_text() == source.read_text()
+        assert os.environ["DAGSTER_HOME"] == str(dagster_home)
