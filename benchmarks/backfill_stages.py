@@ -382,7 +382,7 @@ def run(args: argparse.Namespace, home: Path) -> None:
     print_progress(timings[0])
     timings.append(import_heavy_libraries())
     print_progress(timings[1])
-    store = OfflineStore(settings.catalog_uri, settings.warehouse)
+    store = settings.offline_store()
     timings += run_stages(store, landing_rows, days)
 
     print(f"  comparing engines (best of {COMPARISON_REPEATS} runs each) ...", flush=True)

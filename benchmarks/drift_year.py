@@ -373,11 +373,10 @@ class Labelled:
 
     def __init__(self, settings: Settings, last_final: dt.date):
         from card_fraud.system import FRAUD_MODEL, SYSTEM
-        from mlfs_dagster.core.offline_store import OfflineStore
         from mlfs_dagster.core.registry import ModelRegistry
 
         self.model = FRAUD_MODEL
-        self.store = OfflineStore(settings.catalog_uri, settings.warehouse)
+        self.store = settings.offline_store()
         self.registry = ModelRegistry(settings.mlflow_tracking_uri, settings.mlflow_artifacts)
         self.last_final = last_final
         reports = self.store.read(SYSTEM.source("fraud_reports").table, ("transaction_id",))

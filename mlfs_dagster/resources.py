@@ -17,30 +17,34 @@ from mlfs_dagster.core.registry import ModelRegistry
 from mlfs_dagster.core.storage import S3Options
 from mlfs_dagster.settings import Settings
 
-S3_ENDPOINT = "An S3-compatible server (MinIO, moto) for s3:// locations; None: AWS. Credentials: environment."
+
+class S3Configured(ConfigurableResource):
+    """A store whose locations may be s3:// URIs. Credentials come from the environment, never from here."""
+
+    s3_endpoint: str | None = Field(default=None, description="An S3-compatible server (MinIO, moto); None: AWS.")
+    s3_region: str | None = Field(default=None, description="S3 region; None: the client's default.")
+
+    def s3(self) -> S3Options:
+        return S3Options(self.s3_endpoint, self.s3_region)
 
 
-class OfflineStoreResource(ConfigurableResource):
+class OfflineStoreResource(S3Configured):
     """Iceberg tables (pyiceberg SQL catalog): raw data, feature groups, training sets, predictions."""
 
     catalog_uri: str = Field(description="SQLAlchemy URI of the Iceberg SQL catalog.")
     warehouse: str = Field(description="Where table data and metadata files live (file:// or s3://).")
-    s3_endpoint: str | None = Field(default=None, description=S3_ENDPOINT)
-    s3_region: str | None = Field(default=None, description="S3 region; None: the client's default.")
 
     def open(self) -> OfflineStore:
-        return OfflineStore(self.catalog_uri, self.warehouse, s3=S3Options(self.s3_endpoint, self.s3_region))
+        return OfflineStore(self.catalog_uri, self.warehouse, s3=self.s3())
 
 
-class LandingZoneResource(ConfigurableResource):
+class LandingZoneResource(S3Configured):
     """Daily files from upstream systems: a local folder or an s3:// prefix."""
 
     root: str = Field(description="Folder or s3:// URI holding <source>/date=YYYY-MM-DD/*.parquet.")
-    s3_endpoint: str | None = Field(default=None, description=S3_ENDPOINT)
-    s3_region: str | None = Field(default=None, description="S3 region; None: the client's default.")
 
     def open(self) -> LandingZone:
-        return LandingZone(self.root, S3Options(self.s3_endpoint, self.s3_region))
+        return LandingZone(self.root, self.s3())
 
 
 class ModelRegistryResource(ConfigurableResource):

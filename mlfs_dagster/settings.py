@@ -10,7 +10,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlfs_dagster.core.offline_store import OfflineStore
 from mlfs_dagster.core.storage import S3Options
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -37,14 +36,15 @@ class Settings:
     @classmethod
     def from_env(cls) -> "Settings":
         home = mlfs_home()
+        tracking_uri = with_driver(os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home}/mlflow/mlflow.db")
         return cls(
             home=home,
             dagster_home=Path(os.environ.get("DAGSTER_HOME") or home / "dagster"),
             catalog_uri=with_driver(os.environ.get("MLFS_CATALOG_URI") or f"sqlite:///{home}/iceberg/catalog.db"),
             warehouse=os.environ.get("MLFS_WAREHOUSE") or f"file://{home}/iceberg/warehouse",
             landing=os.environ.get("MLFS_LANDING") or str(home / "landing"),
-            mlflow_tracking_uri=with_driver(os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home}/mlflow/mlflow.db"),
-            mlflow_artifacts=os.environ.get("MLFS_MLFLOW_ARTIFACTS") or _mlflow_artifacts(home),
+            mlflow_tracking_uri=tracking_uri,
+            mlflow_artifacts=os.environ.get("MLFS_MLFLOW_ARTIFACTS") or _mlflow_artifacts(home, tracking_uri),
             reports=Path(os.environ.get("MLFS_REPORTS") or home / "reports"),
             reports_url=(os.environ.get("MLFS_REPORTS_URL") or "http://localhost:3001").rstrip("/"),
             dagster_storage=with_driver(os.environ.get("MLFS_DAGSTER_STORAGE")),
@@ -52,14 +52,17 @@ class Settings:
                          region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")),
         )
 
-    def offline_store(self) -> OfflineStore:
+    def offline_store(self):
+        # Imported here: pyiceberg takes seconds to import, and most commands read settings without a store.
+        from mlfs_dagster.core.offline_store import OfflineStore
+
         return OfflineStore(self.catalog_uri, self.warehouse, s3=self.s3)
 
 
-def _mlflow_artifacts(home: Path) -> str:
+def _mlflow_artifacts(home: Path, tracking_uri: str) -> str:
     """Embedded: a folder under MLFS_HOME. With a tracking server: the server's own artifact store, through it
     (clients then need no credentials for where it keeps them)."""
-    if (os.environ.get("MLFLOW_TRACKING_URI") or "").startswith(("http://", "https://")):
+    if tracking_uri.startswith(("http://", "https://")):
         return "mlflow-artifacts:/mlfs"
     return str(home / "mlflow" / "artifacts")
 

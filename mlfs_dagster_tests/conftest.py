@@ -62,9 +62,7 @@ class World:
         )
 
     def store(self):
-        from mlfs_dagster.core.offline_store import OfflineStore
-
-        return OfflineStore(self.settings.catalog_uri, self.settings.warehouse)
+        return self.settings.offline_store()
 
 
 @pytest.fixture(scope="session")

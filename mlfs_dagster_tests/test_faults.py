@@ -41,19 +41,12 @@ def _environment(home: Path) -> dict[str, str]:
 
 
 def _materialize(home: Path, env: dict, first_hour: int, last_hour: int) -> subprocess.Popen:
-    hours = [generator_hour(h) for h in (first_hour, last_hour)]
+    hours = [generator.hour_key(METERS.start, h) for h in (first_hour, last_hour)]
     log = (home / f"materialize-{first_hour}.log").open("a")  # a pipe nobody reads would fill up and block it
     return subprocess.Popen(
         [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-f", "defs.py",
          "--select", f"meters/{TABLE.split('.')[1]}", "--partition-range", "...".join(hours)],
         cwd=home, env=env, stdout=log, stderr=log, start_new_session=True)  # its own process group: the kill takes the step processes too, like a crash
-
-
-def generator_hour(number: int) -> str:
-    import datetime as dt
-
-    first = dt.datetime.combine(METERS.start, dt.time(), tzinfo=dt.UTC)
-    return (first + dt.timedelta(hours=number)).strftime("%Y-%m-%d-%H:%M")
 
 
 def _data_files(home: Path) -> set[Path]:

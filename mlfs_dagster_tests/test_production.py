@@ -7,7 +7,6 @@ skip and say so. The S3 server is started by the tests themselves.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import shutil
 import subprocess
@@ -96,8 +95,7 @@ def _meters_landing(tmp_path: Path) -> Path:
 def _ingest_meters(instance, offline_store: OfflineStoreResource, landing_zone: LandingZoneResource):
     """The meters' raw and feature layers over their first hours, in one run on `instance`."""
     defs = build_definitions(METERS)
-    first = dt.datetime.combine(METERS.start, dt.time(), tzinfo=dt.UTC)
-    keys = [(first + dt.timedelta(hours=h)).strftime("%Y-%m-%d-%H:%M") for h in (0, HOURS - 1)]
+    keys = [generator.hour_key(METERS.start, h) for h in (0, HOURS - 1)]
     return materialize(
         [*defs.assets, *(defs.asset_checks or [])],
         selection=AssetSelection.groups(group_name(METERS, "raw"), group_name(METERS, "features")),

@@ -28,7 +28,7 @@ FIRST = dt.datetime.combine(METERS.start, dt.time(), tzinfo=dt.UTC)
 
 def hour(number: int) -> str:
     """Partition key of hour `number` (0-based) of the meters' world."""
-    return (FIRST + dt.timedelta(hours=number)).strftime("%Y-%m-%d-%H:%M")
+    return generator.hour_key(METERS.start, number)
 
 
 def layers(*names: str) -> AssetSelection:

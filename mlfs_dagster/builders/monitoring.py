@@ -87,7 +87,7 @@ def drift_report_asset(system: System, model: ModelSpec) -> AssetsDefinition:
         group_name=group_name(system, "monitoring"),
         description=(
             f"Per period, an Evidently data-drift report of the features `{name}` served against the training rows "
-            "of the model version that served them (its latest training window outside periods flagged as drifted "
+            "of the model version that served them (its latest training window outside the drift episodes seen "
             "when it was trained; the same hour of day for sub-daily periods): normed "
             "Wasserstein for numbers and Jensen-Shannon for categories from 1,000 rows, Kolmogorov-Smirnov and "
             "chi-square below; `pii` columns excluded. Drift share, drifted columns, each column's test and a link "

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pyarrow.fs as pafs
-
 
 @dataclass(frozen=True)
 class S3Options:
     endpoint: str | None = None  # an S3-compatible server, e.g. http://127.0.0.1:9000; None: AWS itself
     region: str | None = None
 
-    def filesystem(self, uri: str) -> tuple[pafs.FileSystem, str]:
-        """The filesystem holding `uri`, and the path of `uri` on it."""
+    def filesystem(self, uri: str):
+        """The filesystem holding `uri` (a pyarrow FileSystem), and the path of `uri` on it."""
+        import pyarrow.fs as pafs  # not at import: settings, read by every command, hold these options
+
         if uri.startswith("s3://"):
             # PyArrow ignores AWS_ENDPOINT_URL_S3: the endpoint is passed explicitly.
             return pafs.S3FileSystem(endpoint_override=self.endpoint, region=self.region), uri.removeprefix("s3://")

@@ -18,6 +18,11 @@ SITES = {"north": ("cold", 120.0), "south": ("warm", 60.0), "harbour": ("warm", 
 METERS = ("m1", "m2")
 
 
+def hour_key(start: dt.date, number: int) -> str:
+    """The partition key of hour `number` (0-based) of a world generated from `start`."""
+    return (dt.datetime.combine(start, dt.time(), tzinfo=dt.UTC) + dt.timedelta(hours=number)).strftime("%Y-%m-%d-%H:%M")
+
+
 def generate(landing: Path, start: dt.date, hours: int, seed: int = 3, shift_from_hour: int | None = None) -> int:
     """Write `hours` hourly reading files from `start` and the site registry; returns readings written.
 
