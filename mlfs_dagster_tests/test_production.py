@@ -285,9 +285,9 @@ def test_models_are_registered_on_an_mlflow_server_and_loaded_by_alias(mlflow_se
 
 
 def test_every_step_writing_an_iceberg_table_takes_that_tables_pool_limited_to_one_in_production(tmp_path):
-    from card_fraud.definitions import defs
+    from card_fraud.system import SYSTEM  # not card_fraud.definitions: its stores would be bound to this moment's env
 
-    graph = defs.resolve_asset_graph()
+    graph = build_definitions(SYSTEM).resolve_asset_graph()
     writers = {}
     for assets_def in graph.assets_defs:
         tables = {assets_def.metadata_by_key[k].get("dagster/table_name") for k in assets_def.keys} - {None}
