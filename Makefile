@@ -7,7 +7,7 @@ export DAGSTER_HOME ?= $(MLFS_HOME)/dagster
 # Evidently and MLflow take seconds to import without cached bytecode; let Python write it in .venv.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: install demo test dev mlflow benchmark clean
+.PHONY: install demo test dev mlflow sql benchmark clean
 
 install: $(VENV)/.installed
 
@@ -32,6 +32,11 @@ dev: install
 mlflow: install
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(MLFS_HOME)/mlflow/mlflow.db \
 		--default-artifact-root $(MLFS_HOME)/mlflow/artifacts --port 5000
+
+# DuckDB's own Iceberg reader over the warehouse, e.g. make sql SQL="SELECT count(*) FROM card_fraud.raw_transactions"
+sql: install
+	$(BIN)/mlfs status --json | $(BIN)/uv run --no-project --quiet \
+		--with-requirements engines/duckdb/requirements.txt python engines/duckdb/sql.py "$(SQL)"
 
 benchmark: install
 	$(BIN)/python benchmarks/backfill_stages.py

@@ -18,7 +18,8 @@ def collect_status(settings: Settings, systems: Sequence[System], instance=None)
     return {
         "catalog": {"uri": settings.catalog_uri, "warehouse": settings.warehouse},
         "tables": [
-            {"table": s.identifier, "rows": s.rows, "snapshot_id": str(s.snapshot_id), "location": s.location}
+            {"table": s.identifier, "rows": s.rows, "snapshot_id": str(s.snapshot_id), "location": s.location,
+             "metadata_location": s.metadata_location}
             for s in map(store.status, store.list_tables())
         ],
         "models": [

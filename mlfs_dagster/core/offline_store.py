@@ -89,6 +89,7 @@ class TableStatus:
     rows: int
     snapshot_id: int | None
     location: str
+    metadata_location: str  # the current metadata file: what any Iceberg engine opens to read the table
 
 
 class OfflineStore:
@@ -282,7 +283,8 @@ class OfflineStore:
         table = self.table(identifier)
         snapshot = table.current_snapshot()
         rows = int(snapshot.summary["total-records"]) if snapshot and snapshot.summary else 0
-        return TableStatus(identifier, rows, snapshot.snapshot_id if snapshot else None, table.location())
+        return TableStatus(identifier, rows, snapshot.snapshot_id if snapshot else None, table.location(),
+                           table.metadata_location)
 
     def list_tables(self) -> list[str]:
         return sorted(
