@@ -47,6 +47,7 @@ class MaintenancePolicy:
     orphan_grace: dt.timedelta = dt.timedelta(days=1)  # longer than any write takes between its files and its commit
     small_file_bytes: int = 32 * 1024 * 1024  # files below this size are compacted
     min_files_to_compact: int = 2  # a partition is rewritten once it holds this many small files
+    metadata_versions_kept: int = 10  # metadata files kept in the log (history only: readers need the current one)
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ def maintain_table(store: OfflineStore, identifier: str, policy: MaintenancePoli
                    now: dt.datetime | None = None) -> TableMaintenance:
     now = now or dt.datetime.now(dt.UTC)
     before = usage(store.table(identifier), store.s3)
+    bound_metadata_log(store.table(identifier), policy.metadata_versions_kept)
     compacted, files_compacted, skipped = compact(store.table(identifier), policy)
     expired = expire_snapshots(store.table(identifier), now - policy.snapshot_max_age)
     orphans = remove_orphans(store.table(identifier), store.s3, now - policy.orphan_grace)
@@ -180,6 +182,18 @@ def expire_snapshots(table: Table, older_than: dt.datetime) -> int | None:
     except CommitFailedException:
         return None
     return len(expired)
+
+
+def bound_metadata_log(table: Table, versions: int) -> None:
+    """Cap the table's metadata log (pyiceberg keeps 100 by default, each file holding every snapshot): entries
+    past the cap leave the log at the next commit, and orphan removal deletes their files after the grace
+    period. (`write.metadata.delete-after-commit.enabled` would delete them at once, with no grace for a reader
+    still opening one.)"""
+    from pyiceberg.table import TableProperties
+
+    if table.properties.get(TableProperties.METADATA_PREVIOUS_VERSIONS_MAX) != str(versions):
+        with table.transaction() as transaction:
+            transaction.set_properties({TableProperties.METADATA_PREVIOUS_VERSIONS_MAX: str(versions)})
 
 
 # --- orphan files -----------------------------------------------------------------------------------------
