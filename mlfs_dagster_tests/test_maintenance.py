@@ -167,3 +167,48 @@ def test_a_maintenance_pass_reports_files_and_bytes_and_bounds_the_table(store):
     metadata_files = list((table_folder(store) / "metadata").glob("*.metadata.json"))
     assert len(metadata_files) <= MaintenancePolicy().metadata_versions_kept + 1
     assert after[-1].files_after == maintenance.usage(store.table(TABLE), store.s3).files
+
+
+def test_the_meters_systems_maintenance_asset_runs_in_dagster_and_reports_files_and_bytes(tmp_path, monkeypatch):
+    """Raw readings ingested hour by hour (one small file per hour in the day's partition), then maintained."""
+    from dagster import AssetKey, AssetSelection, DagsterInstance, materialize
+
+    from mlfs_dagster.builders import build_definitions
+    from mlfs_dagster.builders.common import group_name
+    from mlfs_dagster.settings import LOCATION_VARIABLES, Settings
+    from mlfs_dagster_tests.meters import generator
+    from mlfs_dagster_tests.meters.system import SYSTEM as METERS
+
+    for name in LOCATION_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MLFS_HOME", str(tmp_path))
+    settings = Settings.from_env()
+    generator.generate(Path(settings.landing), METERS.start, hours=4)
+    defs = build_definitions(METERS)
+    instance, quiet = DagsterInstance.ephemeral(), {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+    def run(selection, **kwargs):
+        return materialize(defs.assets, selection=selection, resources=defs.resources, instance=instance,
+                           run_config=quiet | kwargs.pop("run_config", {}), **kwargs)
+
+    for number in range(4):
+        assert run(AssetSelection.groups(group_name(METERS, "raw")),
+                   partition_key=generator.hour_key(METERS.start, number)).success
+    store = settings.offline_store()
+    readings = store.read(METERS.source("readings").table)
+    key = AssetKey([METERS.name, "offline_store_maintenance"])
+    config = {"ops": {"meters__offline_store_maintenance": {"config": {"snapshot_max_age_days": 0,
+                                                                        "orphan_grace_hours": 0}}}}
+
+    result = run(AssetSelection.assets(key), run_config=config)
+
+    assert result.success
+    metadata = result.asset_materializations_for_node("meters__offline_store_maintenance")[0].metadata
+    assert metadata["tables"].value == len([t for t in store.list_tables() if t.startswith("meters.")])
+    assert metadata["files_after"].value < metadata["files_before"].value
+    assert metadata["bytes_after"].value < metadata["bytes_before"].value
+    assert metadata["files_compacted"].value >= 4 and metadata["snapshots_expired"].value > 0
+    assert "meters.raw_readings" in metadata["per_table"].value
+    order = [(c, "ascending") for c in METERS.source("readings").keys]
+    assert store.read(METERS.source("readings").table).sort_by(order).equals(readings.sort_by(order))
+    assert defs.resolve_schedule_def("meters__offline_store_maintenance").cron_schedule == "0 3 * * *"
