@@ -13,10 +13,14 @@ import pytest
 from mlfs_dagster.core import maintenance
 from mlfs_dagster.core.maintenance import MaintenancePolicy
 from mlfs_dagster.core.offline_store import OfflineStore, TimeRange
+from mlfs_dagster_tests.meters import generator
+from mlfs_dagster_tests.meters.system import SYSTEM as METERS
 
 UTC_US = pa.timestamp("us", tz="UTC")
 DAY = dt.date(2026, 1, 5)
 TABLE = "shop.orders"
+READINGS = METERS.source("readings")  # bound to its system: `table` names the system's namespace
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 EVERYTHING_OLD = MaintenancePolicy(snapshot_max_age=dt.timedelta(0), orphan_grace=dt.timedelta(0))
 
 
@@ -169,38 +173,56 @@ def test_a_maintenance_pass_reports_files_and_bytes_and_bounds_the_table(store):
     assert after[-1].files_after == maintenance.usage(store.table(TABLE), store.s3).files
 
 
+
+class MetersHome:
+    """The meters system alone in its own MLFS_HOME: hours landed, runs in process on an ephemeral instance."""
+
+    def __init__(self, home: Path, monkeypatch, hours: int):
+        from dagster import DagsterInstance
+
+        from mlfs_dagster.builders import build_definitions
+        from mlfs_dagster.settings import LOCATION_VARIABLES, Settings
+
+        for name in LOCATION_VARIABLES:
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("MLFS_HOME", str(home))
+        self.home, self.settings = home, Settings.from_env()
+        generator.generate(Path(self.settings.landing), METERS.start, hours=hours)
+        self.defs, self.instance = build_definitions(METERS), DagsterInstance.ephemeral()
+        self.store = self.settings.offline_store()
+
+    def run(self, selection, first: int | None = None, last: int | None = None, run_config: dict | None = None):
+        from dagster import materialize
+
+        from mlfs_dagster.builders.common import range_tags
+
+        tags = range_tags(generator.hour_key(METERS.start, first), generator.hour_key(METERS.start, last)) \
+            if first is not None else {}
+        return materialize(self.defs.assets, selection=selection, resources=self.defs.resources,
+                           instance=self.instance, tags=tags, run_config=QUIET | (run_config or {}))
+
+    def raw(self, first: int, last: int):
+        from dagster import AssetSelection
+
+        from mlfs_dagster.builders.common import group_name
+
+        assert self.run(AssetSelection.groups(group_name(METERS, "raw")), first, last).success
+
+
 def test_the_meters_systems_maintenance_asset_runs_in_dagster_and_reports_files_and_bytes(tmp_path, monkeypatch):
     """Raw readings ingested hour by hour (one small file per hour in the day's partition), then maintained."""
-    from dagster import AssetKey, AssetSelection, DagsterInstance, materialize
+    from dagster import AssetKey, AssetSelection
 
-    from mlfs_dagster.builders import build_definitions
-    from mlfs_dagster.builders.common import group_name
-    from mlfs_dagster.settings import LOCATION_VARIABLES, Settings
-    from mlfs_dagster_tests.meters import generator
-    from mlfs_dagster_tests.meters.system import SYSTEM as METERS
-
-    for name in LOCATION_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("MLFS_HOME", str(tmp_path))
-    settings = Settings.from_env()
-    generator.generate(Path(settings.landing), METERS.start, hours=4)
-    defs = build_definitions(METERS)
-    instance, quiet = DagsterInstance.ephemeral(), {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-
-    def run(selection, **kwargs):
-        return materialize(defs.assets, selection=selection, resources=defs.resources, instance=instance,
-                           run_config=quiet | kwargs.pop("run_config", {}), **kwargs)
-
+    meters = MetersHome(tmp_path, monkeypatch, hours=4)
     for number in range(4):
-        assert run(AssetSelection.groups(group_name(METERS, "raw")),
-                   partition_key=generator.hour_key(METERS.start, number)).success
-    store = settings.offline_store()
-    readings = store.read(METERS.source("readings").table)
-    key = AssetKey([METERS.name, "offline_store_maintenance"])
+        meters.raw(number, number)
+    store = meters.store
+    readings = store.read(READINGS.table)
     config = {"ops": {"meters__offline_store_maintenance": {"config": {"snapshot_max_age_days": 0,
                                                                         "orphan_grace_hours": 0}}}}
 
-    result = run(AssetSelection.assets(key), run_config=config)
+    result = meters.run(AssetSelection.assets(AssetKey([METERS.name, "offline_store_maintenance"])),
+                        run_config=config)
 
     assert result.success
     metadata = result.asset_materializations_for_node("meters__offline_store_maintenance")[0].metadata
@@ -209,6 +231,54 @@ def test_the_meters_systems_maintenance_asset_runs_in_dagster_and_reports_files_
     assert metadata["bytes_after"].value < metadata["bytes_before"].value
     assert metadata["files_compacted"].value >= 4 and metadata["snapshots_expired"].value > 0
     assert "meters.raw_readings" in metadata["per_table"].value
-    order = [(c, "ascending") for c in METERS.source("readings").keys]
-    assert store.read(METERS.source("readings").table).sort_by(order).equals(readings.sort_by(order))
-    assert defs.resolve_schedule_def("meters__offline_store_maintenance").cron_schedule == "0 3 * * *"
+    order = [(c, "ascending") for c in READINGS.keys]
+    assert store.read(READINGS.table).sort_by(order).equals(readings.sort_by(order))
+    assert meters.defs.resolve_schedule_def("meters__offline_store_maintenance").cron_schedule == "0 3 * * *"
+
+
+def test_a_data_file_deleted_by_hand_is_named_on_read_and_mlfs_offers_the_way_back(tmp_path, monkeypatch, capsys):
+    from dagster import AssetSelection
+
+    from mlfs_dagster.cli import main
+    from mlfs_dagster.core.offline_store import MissingDataFileError
+
+    meters = MetersHome(tmp_path, monkeypatch, hours=24)
+    store, table = meters.store, READINGS.table
+    meters.raw(0, 11)
+    first_half, first_files = store.read(table), data_files_of(store, table)
+    meters.raw(12, 23)  # a second file in the day's partition
+    head = store.snapshot_id(table)
+    (lost,) = data_files_of(store, table) - first_files
+    Path(lost.removeprefix("file://")).unlink()
+
+    with pytest.raises(MissingDataFileError) as error:
+        store.read(table)
+    message = str(error.value)
+    assert table in message and str(head) in message and lost in message and "event_time_day=2025-06-01" in message
+    with pytest.raises(Exception, match="no longer exist"):  # streamed into DuckDB, the same message
+        import duckdb
+
+        batches = store.read_batches(table, ("meter_id",))
+        duckdb.sql("select count(*) from batches").fetchall()
+
+    workspace = tmp_path / "workspace.yaml"
+    (tmp_path / "meters_definitions.py").write_text(
+        "from mlfs_dagster.builders import build_definitions\n"
+        "from mlfs_dagster_tests.meters.system import SYSTEM\n\ndefs = build_definitions(SYSTEM)\n")
+    workspace.write_text("load_from:\n  - python_file: meters_definitions.py\n")
+    main(["--workspace", str(workspace), "repair", table])
+    command = capsys.readouterr().out.strip()
+    assert command == (f"dagster asset materialize -f {tmp_path / 'meters_definitions.py'} --select meters/raw_readings "
+                       "--partition-range 2025-06-01-00:00...2025-06-01-23:00")
+
+    main(["snapshots", table])
+    assert str(error.value.rollback_to) in capsys.readouterr().out
+    main(["rollback", table, "--to", str(error.value.rollback_to)])
+    assert store.read(table).num_rows == first_half.num_rows  # readable again, as it was before the lost write
+
+    meters.raw(0, 23)  # what the printed command runs: the whole day, whose overwrite drops the lost file unread
+    assert store.read(table).num_rows == 24 * first_half.num_rows // 12
+
+
+def data_files_of(store: OfflineStore, table: str, snapshot_id: int | None = None) -> set[str]:
+    return {t.file.file_path for t in store.table(table).scan(snapshot_id=snapshot_id).plan_files()}

@@ -268,3 +268,43 @@ def totals(results: Iterable[TableMaintenance]) -> dict[str, int]:
             if name != "table":
                 summed[name] += int(value)
     return dict(summed)
+
+
+# --- recovery: what `mlfs snapshots` lists and `mlfs rollback` does -------------------------------------------
+
+
+@dataclass(frozen=True)
+class SnapshotEntry:
+    snapshot_id: int
+    committed: dt.datetime
+    operation: str
+    records: int | None
+    refs: tuple[str, ...]  # branches and tags pointing at it ("main" for the head)
+    on_main: bool  # in main's history: a rollback target that keeps the history linear
+
+
+def snapshot_history(table: Table) -> list[SnapshotEntry]:
+    """Every snapshot the table keeps, oldest first."""
+    from pyiceberg.table.snapshots import ancestors_of
+
+    refs = defaultdict(list)
+    for name, ref in table.refs().items():
+        refs[ref.snapshot_id].append(name)
+    on_main = {s.snapshot_id for s in ancestors_of(table.current_snapshot(), table.metadata)}
+    return [
+        SnapshotEntry(s.snapshot_id, dt.datetime.fromtimestamp(s.timestamp_ms / 1000, dt.UTC),
+                      s.summary.operation.value if s.summary else "?",
+                      int(s.summary["total-records"]) if s.summary and "total-records" in s.summary else None,
+                      tuple(sorted(refs[s.snapshot_id])), s.snapshot_id in on_main)
+        for s in sorted(table.metadata.snapshots, key=lambda s: s.timestamp_ms)
+    ]
+
+
+def rollback(table: Table, target: str) -> int:
+    """Point main at snapshot `target` (an id or a tag name); returns its id. The commit fails if main moved
+    meanwhile. Later snapshots stay until they expire, so a rollback can itself be undone."""
+    snapshot = table.snapshot_by_name(target) if not target.isdigit() else table.snapshot_by_id(int(target))
+    if snapshot is None:
+        raise ValueError(f"{'.'.join(table.name())} has no snapshot or tag {target!r}")
+    table.manage_snapshots().set_current_snapshot(snapshot.snapshot_id).commit()
+    return snapshot.snapshot_id
