@@ -1,4 +1,5 @@
-"""The `mlfs` command: scaffold a system, land history, read the catalog, show what the stores hold."""
+"""The `mlfs` command: scaffold a system, land history, read the catalog, show what the stores hold, maintain
+the offline store and recover a table from lost files."""
 
 from __future__ import annotations
 
@@ -114,6 +115,61 @@ def _reports(args: argparse.Namespace) -> None:
         server.serve_forever()
 
 
+def _snapshots(args: argparse.Namespace) -> None:
+    from mlfs_dagster.core.maintenance import snapshot_history
+
+    for entry in snapshot_history(Settings.from_env().offline_store().table(args.table)):
+        records = "" if entry.records is None else f"{entry.records:>10} rows"
+        refs = f"  [{', '.join(entry.refs)}]" if entry.refs else ""
+        history = "" if entry.on_main else "  (not in main's history)"
+        print(f"{entry.snapshot_id:<20} {entry.committed:%Y-%m-%d %H:%M:%S} {entry.operation:<10}{records}{refs}{history}")
+
+
+def _rollback(args: argparse.Namespace) -> None:
+    from mlfs_dagster.core.maintenance import rollback
+    from mlfs_dagster.core.offline_store import missing_data_files
+
+    table = Settings.from_env().offline_store().table(args.table)
+    previous = table.current_snapshot()
+    snapshot_id = rollback(table, args.to)
+    print(f"{args.table}: main moved from snapshot {previous and previous.snapshot_id} to {snapshot_id} "
+          f"(undo: mlfs rollback {args.table} --to {previous and previous.snapshot_id})")
+    if missing := missing_data_files(table.refresh()):
+        sys.exit(f"but this snapshot lacks files too: {missing}")
+
+
+def _repair(args: argparse.Namespace) -> None:
+    from mlfs_dagster.core.offline_store import missing_data_files
+    from mlfs_dagster.repair import rematerialize_commands, system_of
+    from mlfs_dagster.workspace import location_options
+
+    missing = missing_data_files(Settings.from_env().offline_store().table(args.table))
+    if missing is None:
+        print(f"{args.table}: every data file of main's head is there")
+        return
+    system = system_of(_systems(args), args.table)
+    print(missing, "\nRe-materialize the partitions with:", file=sys.stderr)
+    print("\n".join(rematerialize_commands(system, args.table, missing.files.values(),
+                                           location_options(_workspace(args), system.name))))
+
+
+def _maintain(args: argparse.Namespace) -> None:
+    from mlfs_dagster.core.maintenance import MaintenancePolicy, maintain_store
+
+    default = MaintenancePolicy()
+    policy = MaintenancePolicy(
+        snapshot_max_age=dt.timedelta(days=args.max_age_days) if args.max_age_days is not None else default.snapshot_max_age,
+        orphan_grace=dt.timedelta(hours=args.grace_hours) if args.grace_hours is not None else default.orphan_grace)
+    store = Settings.from_env().offline_store()
+    names = [args.system] if args.system else [s.name for s in _systems(args)]
+    for name in names:
+        for result in maintain_store(store, name, policy):
+            print(f"{result.table:<44} {result.files_before:>6} -> {result.files_after:<6} files "
+                  f"{result.bytes_before / 1e6:>9.2f} -> {result.bytes_after / 1e6:<9.2f} MB  "
+                  f"compacted {result.files_compacted}, expired {result.snapshots_expired}, "
+                  f"orphans {result.orphans_removed}")
+
+
 def _init(args: argparse.Namespace) -> None:
     from mlfs_dagster.scaffold import init_system
 
@@ -155,6 +211,26 @@ def main(argv: list[str] | None = None) -> None:
     reports.add_argument("--port", type=int, default=3001, help="must match MLFS_REPORTS_URL (default 3001)")
     reports.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a container)")
     reports.set_defaults(run=_reports)
+
+    snapshots = commands.add_parser("snapshots", help="a table's snapshots, with its branches and tags")
+    snapshots.add_argument("table", help="SYSTEM.TABLE, e.g. card_fraud.raw_transactions")
+    snapshots.set_defaults(run=_snapshots)
+
+    rollback = commands.add_parser("rollback", help="point a table's main branch at an earlier snapshot or tag")
+    rollback.add_argument("table", help="SYSTEM.TABLE")
+    rollback.add_argument("--to", required=True, help="snapshot id or tag (see `mlfs snapshots TABLE`)")
+    rollback.set_defaults(run=_rollback)
+
+    repair = commands.add_parser("repair", help="name a table's lost data files and the command re-materializing them")
+    repair.add_argument("table", help="SYSTEM.TABLE")
+    repair.set_defaults(run=_repair)
+
+    maintain = commands.add_parser("maintain", help="compact, expire snapshots and remove orphan files now")
+    maintain.add_argument("--system", help="one system (default: every system of the workspace)")
+    maintain.add_argument("--max-age-days", type=float, help="expire untagged snapshots older than this (default 7)")
+    maintain.add_argument("--grace-hours", type=float,
+                          help="keep unreferenced files younger than this, for writes in flight (default 24)")
+    maintain.set_defaults(run=_maintain)
 
     # Installed systems add their own commands (the reference system: `simulate` and `demo`).
     for plugin in entry_points(group="mlfs.commands"):

@@ -25,6 +25,19 @@ def load_systems(workspace: Path) -> list[System]:
     return list(systems.values())
 
 
+def location_options(workspace: Path, system_name: str) -> str:
+    """The `dagster` command-line options (`-m module` or `-f file`) of the code location holding a system."""
+    base = workspace.parent
+    for entry in (yaml.safe_load(workspace.read_text()) or {}).get("load_from", []):
+        if any(s.name == system_name for s in _systems_in(_import(entry, base))):
+            if "python_module" in entry:
+                target = entry["python_module"]
+                return f"-m {target if isinstance(target, str) else target['module_name']}"
+            target = entry["python_file"]
+            return f"-f {base / (target if isinstance(target, str) else target['relative_path'])}"
+    raise ValueError(f"no code location of {workspace} holds the system {system_name!r}")
+
+
 def _import(entry: dict, base: Path):
     if "python_module" in entry:
         target = entry["python_module"]

@@ -1,8 +1,8 @@
 """Builders: declared systems -> Dagster definitions, by the same code for every system.
 
 `system_definitions(system)` gives one system its raw, feature, training, model, inference and monitoring
-assets with their checks, and one retraining sensor per model, all under the system's own key prefix,
-groups and partitions. `build_definitions(*systems)` merges systems into a code location with the stores
+assets with their checks, one retraining sensor per model, and the nightly maintenance of its tables, all
+under the system's own key prefix, groups and partitions. `build_definitions(*systems)` merges systems into a code location with the stores
 configured from the environment.
 """
 
@@ -20,6 +20,7 @@ from dagster import (
 from mlfs_dagster.builders.alerts import failure_sensor
 from mlfs_dagster.builders.features import feature_group_asset
 from mlfs_dagster.builders.inference import predictions_asset
+from mlfs_dagster.builders.maintenance import maintenance_asset, maintenance_schedule
 from mlfs_dagster.builders.models import model_assets
 from mlfs_dagster.builders.monitoring import drift_report_asset, retraining_sensor
 from mlfs_dagster.builders.performance import performance_asset, performance_schedule
@@ -53,7 +54,9 @@ def system_definitions(system: System) -> Definitions:
         "the assets' automation conditions, and rebuilds training sets on their schedule (realised performance "
         "follows its own schedule, once labels are final).",
     ))
-    return Definitions(assets=assets, sensors=sensors, schedules=schedules)
+    # Maintenance is outside the automation sensor's target: its schedule runs it.
+    return Definitions(assets=[*assets, maintenance_asset(system)], sensors=sensors,
+                       schedules=[*schedules, maintenance_schedule(system)])
 
 
 def build_definitions(*systems: System) -> Definitions:

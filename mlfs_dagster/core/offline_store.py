@@ -83,6 +83,22 @@ class PublishConflictError(RuntimeError):
     """Main moved after a branch was staged on it: publishing would drop that commit. Re-run to retry."""
 
 
+class MissingDataFileError(RuntimeError):
+    """A snapshot references data files that are gone (deleted by hand, a lost bucket object): the message names
+    the table, snapshot, files and the partitions they held, and the ways back."""
+
+    def __init__(self, table: str, snapshot_id: int, files: dict[str, str], rollback_to: int | None):
+        self.table, self.snapshot_id, self.files, self.rollback_to = table, snapshot_id, files, rollback_to
+        listed = "; ".join(f"{path} (partition {partition})" for path, partition in files.items())
+        back = (f"roll main back to the newest snapshot without them, `mlfs rollback {table} --to {rollback_to}` "
+                f"(later commits leave main), or " if rollback_to else "")
+        super().__init__(
+            f"{table}: snapshot {snapshot_id} references {len(files)} data file(s) that no longer exist: {listed}. "
+            f"To recover, {back}re-materialize those partitions (`mlfs repair {table}` prints the command); "
+            f"`mlfs snapshots {table}` lists the snapshots and tags."
+        )
+
+
 @dataclass(frozen=True)
 class TableStatus:
     identifier: str
@@ -236,13 +252,21 @@ class OfflineStore:
         where: BooleanExpression | None = None,
         snapshot_id: int | None = None,
     ) -> pa.Table:
-        """Read a table (or an older snapshot of it), selecting columns and filtering in the scan."""
-        scan = self.table(identifier).scan(
+        """Read a table (or an older snapshot of it), selecting columns and filtering in the scan.
+
+        Raises MissingDataFileError if a data file the snapshot references is gone.
+        """
+        table = self.table(identifier)
+        scan = table.scan(
             row_filter=where if where is not None else AlwaysTrue(),
             selected_fields=columns or ("*",),
             snapshot_id=snapshot_id,
         )
-        return _without_large_types(scan.to_arrow())
+        try:
+            return _without_large_types(scan.to_arrow())
+        except OSError as error:
+            _raise_if_files_missing(table, snapshot_id, error)
+            raise
 
     def read_batches(
         self,
@@ -251,13 +275,18 @@ class OfflineStore:
         where: BooleanExpression | None = None,
         snapshot_id: int | None = None,
     ) -> pa.RecordBatchReader:
-        """Stream a scan batch by batch, for DuckDB to consume without holding the table in memory."""
-        scan = self.table(identifier).scan(
+        """Stream a scan batch by batch, for DuckDB to consume without holding the table in memory.
+
+        A data file found gone while streaming raises MissingDataFileError (inside DuckDB's error, if it reads).
+        """
+        table = self.table(identifier)
+        scan = table.scan(
             row_filter=where if where is not None else AlwaysTrue(),
             selected_fields=columns,
             snapshot_id=snapshot_id,
         )
-        return scan.to_arrow_batch_reader()
+        batches = scan.to_arrow_batch_reader()
+        return pa.RecordBatchReader.from_batches(batches.schema, _naming_missing_files(batches, table, snapshot_id))
 
     def read_range(
         self, identifier: str, column: str, time_range: TimeRange, columns: tuple[str, ...] | None = None
@@ -377,3 +406,44 @@ def _without_large_types(data: pa.Table) -> pa.Table:
         for f in data.schema
     ]
     return data.cast(pa.schema(fields))
+
+
+def _naming_missing_files(batches: pa.RecordBatchReader, table: Table, snapshot_id: int | None):
+    try:
+        yield from batches
+    except OSError as error:
+        _raise_if_files_missing(table, snapshot_id, error)
+        raise
+
+
+def _raise_if_files_missing(table: Table, snapshot_id: int | None, error: OSError) -> None:
+    """An I/O error may be a data file gone (name it, and the way back) or anything else (left as it is)."""
+    missing = missing_data_files(table, snapshot_id)
+    if missing:
+        raise missing from error
+
+
+def missing_data_files(table: Table, snapshot_id: int | None = None) -> MissingDataFileError | None:
+    """The error naming the data files of the snapshot (main's head by default) that are gone, if any are."""
+    snapshot = table.snapshot_by_id(snapshot_id) if snapshot_id else table.current_snapshot()
+    if snapshot is None:
+        return None
+    tasks = table.scan(snapshot_id=snapshot.snapshot_id).plan_files()
+    gone = {t.file.file_path: t.file for t in tasks if not table.io.new_input(t.file.file_path).exists()}
+    if not gone:
+        return None
+    specs, schema = table.specs(), table.schema()
+    partitions = {path: specs[f.spec_id].partition_to_path(f.partition, schema) or "unpartitioned"
+                  for path, f in gone.items()}
+    return MissingDataFileError(".".join(table.name()), snapshot.snapshot_id, partitions,
+                                _newest_snapshot_without(table, snapshot.snapshot_id, set(gone)))
+
+
+def _newest_snapshot_without(table: Table, snapshot_id: int, files: set[str]) -> int | None:
+    """The newest ancestor of `snapshot_id` whose data files include none of `files`: a rollback target."""
+    from pyiceberg.table.snapshots import ancestors_of
+
+    for ancestor in ancestors_of(table.snapshot_by_id(snapshot_id), table.metadata):
+        if not files & {t.file.file_path for t in table.scan(snapshot_id=ancestor.snapshot_id).plan_files()}:
+            return ancestor.snapshot_id
+    return None
