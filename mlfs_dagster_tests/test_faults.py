@@ -1,4 +1,5 @@
-"""Faults, for real: a run killed with SIGKILL in the middle of a write, as a crashed machine would leave it."""
+"""Faults, for real: a run killed with SIGKILL in the middle of a write, as a crashed machine would leave it;
+concurrent runs racing for the same tables' commits on the PostgreSQL catalog and S3."""
 
 from __future__ import annotations
 
@@ -9,13 +10,18 @@ import sys
 import time
 from pathlib import Path
 
+import pyarrow.fs as pafs
 import yaml
-from dagster import DagsterInstance, DagsterRunStatus
+from dagster import AssetSelection, DagsterInstance, DagsterRunStatus, materialize
 
+from mlfs_dagster.builders import build_definitions
+from mlfs_dagster.builders.common import asset_key
 from mlfs_dagster.core.offline_store import OfflineStore
+from mlfs_dagster.resources import LandingZoneResource, OfflineStoreResource
 from mlfs_dagster.settings import PROJECT_ROOT
 from mlfs_dagster_tests.meters import generator
 from mlfs_dagster_tests.meters.system import SYSTEM as METERS
+from mlfs_dagster_tests.test_production import postgres_databases, s3_server  # noqa: F401 (fixtures)
 
 DEFINITIONS = """from mlfs_dagster.builders import build_definitions
 from mlfs_dagster_tests.meters.system import SYSTEM
@@ -94,3 +100,78 @@ def test_a_run_killed_mid_write_leaves_the_table_whole_is_failed_by_run_monitori
     assert final.group_by([k for k, _ in keys]).aggregate([]).num_rows == final.num_rows > before.num_rows
     # the killed run's commit is all or nothing: the table it left is the one before it, or the finished one
     assert after_kill.sort_by(keys).equals(before.sort_by(keys)) or after_kill.sort_by(keys).equals(final.sort_by(keys))
+
+
+# --- concurrent writers -------------------------------------------------------------------------------------
+
+READINGS_PER_HOUR = len(generator.SITES) * len(generator.METERS)
+READINGS, HISTORY = asset_key(METERS, "raw_readings"), asset_key(METERS, "meter_history")
+
+
+class _StagedTogether(OfflineStore):
+    """Each run's first publish waits until every run has staged on the same main: the race is certain, not
+    left to the scheduler."""
+
+    barrier = None
+
+    def publish(self, identifier: str, branch: str) -> int:
+        if not getattr(self, "waited", False):
+            self.waited = True
+            self.barrier.wait(timeout=120)
+        return super().publish(identifier, branch)
+
+
+class _StagedTogetherResource(OfflineStoreResource):
+    def open(self) -> OfflineStore:
+        return _StagedTogether(self.catalog_uri, self.warehouse, s3=self.s3())
+
+
+def _run_partition(instance_overrides: dict, resources: dict, hour: int) -> None:
+    """One run of a partition, in a process of its own as a run launched by Dagster would be."""
+    from dagster._core.test_utils import instance_for_test
+
+    defs = build_definitions(METERS)
+    with instance_for_test(overrides=instance_overrides) as instance:
+        result = materialize([*defs.assets, *(defs.asset_checks or [])], selection=AssetSelection.assets(READINGS, HISTORY),
+                             partition_key=generator.hour_key(METERS.start, hour), instance=instance,
+                             resources={**defs.resources, **resources}, raise_on_error=False)
+    sys.exit(0 if result.success else 1)
+
+
+def test_concurrent_runs_of_the_same_tables_all_land_once_on_postgresql_and_s3_with_their_retries_reported(
+        postgres_databases, s3_server, tmp_path):  # noqa: F811
+    import multiprocessing
+
+    from dagster._core.test_utils import instance_for_test
+
+    hours = [0, 1, 2, 2]  # four runs at once: three partitions, and two runs of the same one
+    generator.generate(tmp_path / "landing", METERS.start, max(hours) + 1)
+    s3, _ = s3_server.filesystem("s3://mlfs")
+    pafs.copy_files(str(tmp_path / "landing"), "mlfs/concurrent/landing", destination_filesystem=s3)
+    s3_options = {"s3_endpoint": s3_server.endpoint, "s3_region": s3_server.region}
+    store = _StagedTogetherResource(catalog_uri=postgres_databases("catalog"), warehouse="s3://mlfs/concurrent/wh",
+                                    **s3_options)
+    resources = {"offline_store": store,
+                 "landing_zone": LandingZoneResource(root="s3://mlfs/concurrent/landing", **s3_options)}
+    fork = multiprocessing.get_context("fork")  # the runs inherit the imports: no start-up cost
+    _StagedTogether.barrier = fork.Barrier(len(hours))
+    overrides = {"storage": {"postgres": {"postgres_url": postgres_databases("dagster")}}}
+    with instance_for_test(overrides=overrides) as instance:  # creates the storage before the runs share it
+        runs = [fork.Process(target=_run_partition, args=(overrides, resources, hour)) for hour in hours]
+        for run in runs:
+            run.start()
+        for run in runs:
+            run.join(timeout=300)
+        assert [run.exitcode for run in runs] == [0] * len(hours)
+        retries = [r.asset_materialization.metadata["commit_retries"].value
+                   for r in instance.fetch_materializations(READINGS, limit=100).records]
+
+    assert len(retries) == len(hours)
+    assert sum(retries) >= len(hours) - 1  # all staged on one main: every run but the first had to re-stage
+    tables = OfflineStore(store.catalog_uri, store.warehouse, s3=store.s3())
+    for table in (METERS.sources[0].table, METERS.feature_groups[0].table):
+        rows = tables.read(table).to_pandas()
+        keys = rows[["site_id", "meter_id", "event_time"]]
+        assert not keys.duplicated().any(), table  # the partition written twice was replaced, not appended
+        per_hour = keys["event_time"].dt.floor("h").value_counts()
+        assert len(per_hour) == len(set(hours)) and (per_hour == READINGS_PER_HOUR).all(), (table, per_hour)

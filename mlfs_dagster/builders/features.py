@@ -98,7 +98,8 @@ def feature_group_asset(system: System, spec: FeatureGroupSpec) -> AssetsDefinit
             nulls = audit.null_keys(features, spec.entity_keys)
             checks.append(AssetCheckResult(check_name="no_null_entity_keys", passed=nulls == 0,
                                            metadata={"null_key_rows": nulls}))
-        yield MaterializeResult(metadata={"iceberg/snapshot_id": str(snapshot_id)}, check_results=checks)
+        yield MaterializeResult(metadata={"iceberg/snapshot_id": str(snapshot_id), "commit_retries": store.commit_retries},
+                                check_results=checks)
 
     return compute
 

@@ -98,14 +98,16 @@ def source_asset(system: System, spec: SourceSpec) -> AssetsDefinition:
                 raw_checks.append(check_per_partition(context, system, key, "not_empty", {
                     p.start: (p.rows > 0, {"rows": p.rows}) for p in result.periods}))
             yield MaterializeResult(asset_key=key, check_results=raw_checks,
-                                    metadata={"iceberg/snapshot_id": str(store.snapshot_id(spec.table))})
+                                    metadata={"iceberg/snapshot_id": str(store.snapshot_id(spec.table)),
+                                              "commit_retries": store.commit_retries})
         if quarantine_key in context.selected_asset_keys:
             add_partition_metadata(context, system, {p.start: {"dagster/row_count": p.quarantined}
                                                      for p in result.periods}, quarantine_key)
             yield MaterializeResult(asset_key=quarantine_key, check_results=[check_per_partition(
                 context, system, quarantine_key, "quarantine_rate",
                 {p.start: _quarantine_rate(p) for p in result.periods}, AssetCheckSeverity.WARN)],
-                metadata={"iceberg/snapshot_id": str(result.quarantine_snapshot_id)})
+                metadata={"iceberg/snapshot_id": str(result.quarantine_snapshot_id),
+                          "commit_retries": store.commit_retries})
 
     return ingest_source
 
