@@ -7,12 +7,13 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pyarrow.fs as pafs
 import yaml
-from dagster import AssetSelection, DagsterInstance, DagsterRunStatus, materialize
+from dagster import AssetSelection, DagsterEventType, DagsterInstance, DagsterRunStatus, RetryPolicy, materialize
 
 from mlfs_dagster.builders import build_definitions
 from mlfs_dagster.builders.common import asset_key
@@ -175,3 +176,65 @@ def test_concurrent_runs_of_the_same_tables_all_land_once_on_postgresql_and_s3_w
         assert not keys.duplicated().any(), table  # the partition written twice was replaced, not appended
         per_hour = keys["event_time"].dt.floor("h").value_counts()
         assert len(per_hour) == len(set(hours)) and (per_hour == READINGS_PER_HOUR).all(), (table, per_hour)
+
+
+# --- stores unavailable for a while ---------------------------------------------------------------------------
+
+
+def _raw_readings_run(store: OfflineStoreResource, landing: Path):
+    """One hour of the meters' raw readings, in-process on an instance of its own."""
+    defs = build_definitions(METERS)
+    return materialize([*defs.assets, *(defs.asset_checks or [])], selection=AssetSelection.assets(READINGS),
+                       partition_key=generator.hour_key(METERS.start, 0), instance=DagsterInstance.ephemeral(),
+                       resources={**defs.resources, "offline_store": store,
+                                  "landing_zone": LandingZoneResource(root=str(landing))}, raise_on_error=False)
+
+
+def _errors(result, event_type: DagsterEventType) -> list[str]:
+    return [e.event_specific_data.error.to_string() for e in result.all_events if e.event_type == event_type]
+
+
+def test_an_unavailable_s3_fails_the_step_naming_it_and_the_retry_succeeds_once_it_is_back(tmp_path, monkeypatch):
+    import logging
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from mlfs_dagster.builders import common
+    from mlfs_dagster_tests.test_production import _free_port
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "mlfs-test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "mlfs-test-secret")
+    monkeypatch.setattr(common, "STORE_OUTAGE_RETRIES", RetryPolicy(max_retries=1, delay=1))
+    generator.generate(tmp_path / "landing", METERS.start, 1)
+    port = _free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="mlfs")
+    server.stop()  # moto keeps its buckets in this process: a restarted server serves them again
+    store = OfflineStoreResource(catalog_uri=f"sqlite:///{tmp_path}/catalog.db", warehouse="s3://mlfs/warehouse",
+                                 s3_endpoint=endpoint, s3_region="us-east-1")
+    named = f"the Iceberg warehouse s3://mlfs/warehouse on S3 at {endpoint} is unavailable"
+
+    down = _raw_readings_run(store, tmp_path / "landing")  # down through the retry too: the run fails, naming S3
+    assert not down.success
+    assert named in _errors(down, DagsterEventType.STEP_FAILURE)[0]
+    assert len(_errors(down, DagsterEventType.STEP_UP_FOR_RETRY)) == 1
+
+    restarted = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+
+    class S3BackDuringTheDelay(RetryPolicy):
+        def calculate_delay(self, attempt_num: int) -> float:
+            restarted.start()  # S3 comes back while the failed step waits for its retry
+            return super().calculate_delay(attempt_num)
+
+    monkeypatch.setattr(common, "STORE_OUTAGE_RETRIES", S3BackDuringTheDelay(max_retries=1, delay=1))
+    try:
+        retried = _raw_readings_run(store, tmp_path / "landing")
+        assert retried.success
+        assert named in _errors(retried, DagsterEventType.STEP_UP_FOR_RETRY)[0]
+        assert store.open().status(METERS.sources[0].table).rows == READINGS_PER_HOUR
+    finally:
+        restarted.stop()

@@ -26,6 +26,7 @@ from mlfs_dagster.builders.common import (
     partition_range,
     partitions,
     period_ranges,
+    retried_while_stores_are_unavailable,
     table_metadata,
     table_pool,
 )
@@ -73,6 +74,7 @@ def feature_group_asset(system: System, spec: FeatureGroupSpec) -> AssetsDefinit
         pool=table_pool(spec.table),
         **follow_upstream(system),
     )
+    @retried_while_stores_are_unavailable
     def compute(context: AssetExecutionContext, offline_store: OfflineStoreResource):
         store, time_range = offline_store.open(), partition_range(context)
         first = history_start(system)

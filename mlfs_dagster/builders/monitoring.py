@@ -33,6 +33,7 @@ from mlfs_dagster.builders.common import (
     partition_range,
     partitions,
     period_ranges,
+    retried_while_stores_are_unavailable,
     table_pool,
 )
 from mlfs_dagster.builders.models import EXAMPLES_UNTIL_TAG
@@ -102,6 +103,7 @@ def drift_report_asset(system: System, model: ModelSpec) -> AssetsDefinition:
         pool=table_pool(model.drift_table),
         **follow_upstream(system),
     )
+    @retried_while_stores_are_unavailable
     def drift_report(context: AssetExecutionContext, offline_store: OfflineStoreResource,
                      model_registry: ModelRegistryResource, report_store: ReportStoreResource):
         store, registry, time_range = offline_store.open(), model_registry.open(), partition_range(context)

@@ -23,6 +23,7 @@ from mlfs_dagster.builders.common import (
     ingest_on_schedule,
     partition_range,
     partitions,
+    retried_while_stores_are_unavailable,
     table_metadata,
     table_pool,
 )
@@ -82,6 +83,7 @@ def source_asset(system: System, spec: SourceSpec) -> AssetsDefinition:
         backfill_policy=BackfillPolicy.single_run(),
         pool=table_pool(spec.table),
     )
+    @retried_while_stores_are_unavailable
     def ingest_source(context: AssetExecutionContext, config: IngestConfig, offline_store: OfflineStoreResource,
                       landing_zone: LandingZoneResource):
         store = offline_store.open()

@@ -23,7 +23,8 @@ import logging
 import random
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property, reduce
 from pathlib import Path
@@ -93,7 +94,20 @@ log = logging.getLogger(__name__)
 
 
 class StoreUnavailableError(RuntimeError):
-    """A store's server refused or did not answer; the message names it (never its password). Retry later."""
+    """A store's server did not answer; the message names it (never its password). Retry later."""
+
+
+class StoreAccessError(RuntimeError):
+    """A store refused access (credentials, permissions, a read-only folder); the message names the store, never
+    a secret. Retrying does not help: fix the access."""
+
+
+# How the catalog database (PostgreSQL, SQLite) and the warehouse (S3 through pyarrow, local files) say they
+# refused, and that nobody answered; any other failure is not the store's availability and is left as it is.
+_REFUSED = ("authentication failed", "role ", "permission denied", "pg_hba.conf", "readonly database",
+            "ACCESS_DENIED", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Forbidden", "Read-only file system")
+_UNREACHABLE = ("NETWORK_CONNECTION", "Connection refused", "could not connect", "Could not connect", "timed out",
+                "timeout", "Could not resolve", "server closed the connection")
 
 
 class PublishConflictError(RuntimeError):
@@ -125,20 +139,42 @@ class OfflineStore:
                 Path(location).parent.mkdir(parents=True, exist_ok=True)
         properties = {"uri": self.catalog_uri, "warehouse": self.warehouse, **self.s3.iceberg_properties()}
         try:
-            return SqlCatalog(self.catalog_name, **properties)
+            with self._stores_named():
+                return SqlCatalog(self.catalog_name, **properties)
         except DatabaseError as error:
             if "already exists" in str(error):  # parallel steps creating a new catalog's tables at once: one wins
                 return SqlCatalog(self.catalog_name, **properties)
-            if isinstance(error, OperationalError):  # the database refused or did not answer
-                raise StoreUnavailableError(f"the Iceberg catalog at {make_url(self.catalog_uri)!r} is unavailable: "
-                                            f"{str(error.orig).strip().splitlines()[0]}") from None
+            raise
+
+    @contextmanager
+    def _stores_named(self) -> Iterator[None]:
+        """A failure of the catalog database or the warehouse raised as StoreUnavailableError or StoreAccessError,
+        naming which of the two (and its server), never a password."""
+        try:
+            yield
+        except OperationalError as error:  # SQLAlchemy: the catalog database
+            reason = str(error.orig).strip().splitlines()[0]
+            store = f"the Iceberg catalog at {make_url(self.catalog_uri)!r}"
+            refused = any(word in reason for word in _REFUSED)
+            kind = StoreAccessError if refused else StoreUnavailableError
+            raise kind(f"{store} {'refused access' if refused else 'is unavailable'}: {reason}") from None
+        except OSError as error:  # pyarrow: the warehouse's files
+            reason = str(error).strip().splitlines()[0]
+            server = f" on S3 at {self.s3.endpoint or 'AWS'}" if self.warehouse.startswith("s3://") else ""
+            store = f"the Iceberg warehouse {self.warehouse}{server}"
+            if any(word in reason for word in _REFUSED):
+                raise StoreAccessError(f"{store} refused access: {reason}") from error
+            if any(word in reason for word in _UNREACHABLE):
+                raise StoreUnavailableError(f"{store} is unavailable: {reason}") from error
             raise
 
     def table(self, identifier: str) -> Table:
-        return self.catalog.load_table(identifier)
+        with self._stores_named():
+            return self.catalog.load_table(identifier)
 
     def exists(self, identifier: str) -> bool:
-        return self.catalog.table_exists(identifier)
+        with self._stores_named():
+            return self.catalog.table_exists(identifier)
 
     def ensure_table(self, identifier: str, schema: pa.Schema, day_partition_column: str | None) -> Table:
         """Create the table if missing, partitioned by day of `day_partition_column` when given.
@@ -171,7 +207,8 @@ class OfflineStore:
         """
         for attempt in range(1, COMMIT_ATTEMPTS):
             try:
-                return write()
+                with self._stores_named():
+                    return write()
             except conflicts as conflict:
                 self.commit_retries += 1
                 # full jitter: writers that collided once do not collide again in step
@@ -179,7 +216,8 @@ class OfflineStore:
                 log.warning("commit lost to another writer (%s); attempt %d of %d in %.2f s",
                             str(conflict).splitlines()[0], attempt + 1, COMMIT_ATTEMPTS, wait)
                 time.sleep(wait)
-        return write()  # the last attempt: its conflict is the caller's
+        with self._stores_named():
+            return write()  # the last attempt: its conflict is the caller's
 
     def _retry_commit(self, commit: Callable[[], T]) -> T:
         """A commit redone from the table's current metadata when another commit landed first: right for
@@ -345,11 +383,12 @@ class OfflineStore:
         return TableStatus(identifier, rows, snapshot.snapshot_id if snapshot else None, table.location())
 
     def list_tables(self) -> list[str]:
-        return sorted(
-            ".".join(identifier)
-            for namespace in self.catalog.list_namespaces()
-            for identifier in self.catalog.list_tables(namespace)
-        )
+        with self._stores_named():
+            return sorted(
+                ".".join(identifier)
+                for namespace in self.catalog.list_namespaces()
+                for identifier in self.catalog.list_tables(namespace)
+            )
 
 
 def _overwrite(
