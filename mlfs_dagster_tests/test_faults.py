@@ -3,15 +3,19 @@ concurrent runs racing for the same tables' commits on the PostgreSQL catalog an
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 
 import pyarrow.fs as pafs
+import pytest
 import yaml
 from dagster import AssetSelection, DagsterEventType, DagsterInstance, DagsterRunStatus, RetryPolicy, materialize
 
@@ -181,11 +185,12 @@ def test_concurrent_runs_of_the_same_tables_all_land_once_on_postgresql_and_s3_w
 # --- stores unavailable for a while ---------------------------------------------------------------------------
 
 
-def _raw_readings_run(store: OfflineStoreResource, landing: Path):
-    """One hour of the meters' raw readings, in-process on an instance of its own."""
+def _raw_readings_run(store: OfflineStoreResource, landing: Path, instance: DagsterInstance | None = None):
+    """One hour of the meters' raw readings, in-process (on an instance of its own unless given)."""
     defs = build_definitions(METERS)
     return materialize([*defs.assets, *(defs.asset_checks or [])], selection=AssetSelection.assets(READINGS),
-                       partition_key=generator.hour_key(METERS.start, 0), instance=DagsterInstance.ephemeral(),
+                       partition_key=generator.hour_key(METERS.start, 0),
+                       instance=instance or DagsterInstance.ephemeral(),
                        resources={**defs.resources, "offline_store": store,
                                   "landing_zone": LandingZoneResource(root=str(landing))}, raise_on_error=False)
 
@@ -238,3 +243,76 @@ def test_an_unavailable_s3_fails_the_step_naming_it_and_the_retry_succeeds_once_
         assert store.open().status(METERS.sources[0].table).rows == READINGS_PER_HOUR
     finally:
         restarted.stop()
+
+
+# --- a read-only, a copied or a moved MLFS_HOME -----------------------------------------------------------------
+
+
+@pytest.fixture
+def small_home():
+    """An MLFS_HOME holding tables, a model registry and Dagster's storage, in a folder another user can read."""
+    from mlfs_dagster.core.registry import ModelRegistry
+
+    home = Path(tempfile.mkdtemp(prefix="mlfs_home_"))
+    home.chmod(0o755)
+    generator.generate(home / "landing", METERS.start, 1)
+    (home / "dagster").mkdir()
+    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster" / "dagster.yaml")
+    store = OfflineStoreResource(catalog_uri=f"sqlite:///{home}/iceberg/catalog.db",
+                                 warehouse=f"file://{home}/iceberg/warehouse")
+    with DagsterInstance.from_config(str(home / "dagster")) as instance:
+        assert _raw_readings_run(store, home / "landing", instance).success
+    ModelRegistry(f"sqlite:///{home}/mlflow/mlflow.db", str(home / "mlflow" / "artifacts")).models()
+    yield home
+    subprocess.run(["chmod", "-R", "u+w", str(home.parent)], check=False)
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def _as_another_user(command: list[str], home: Path) -> subprocess.CompletedProcess:
+    """`command` on `home` as user nobody: root ignores file permissions, so a test run as root would prove nothing."""
+    others = [] if os.geteuid() else ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFS_", "DAGSTER_"))}
+    env.update(MLFS_HOME=str(home), DAGSTER_HOME=str(home / "dagster"), PYTHONPATH=str(PROJECT_ROOT), HOME=str(home))
+    return subprocess.run([*others, *command], env=env, cwd=home, capture_output=True, text=True, timeout=300)
+
+
+MLFS = str(Path(sys.executable).parent / "mlfs")
+WRITE = """import datetime as dt
+from mlfs_dagster.core.offline_store import TimeRange
+from mlfs_dagster.settings import Settings
+hour = TimeRange(dt.datetime(2025, 6, 1, tzinfo=dt.UTC), dt.datetime(2025, 6, 1, 1, tzinfo=dt.UTC))
+store = Settings.from_env().offline_store()
+store.replace_range("meters.raw_readings", store.read("meters.raw_readings"), "event_time", hour)  # the same rows
+"""
+
+
+def test_a_read_only_home_shows_its_status_and_refuses_writes_naming_the_path(small_home):
+    subprocess.run(["chmod", "-R", "a-w", str(small_home)], check=True)
+
+    status = _as_another_user([MLFS, "status", "--json"], small_home)
+    assert status.returncode == 0, status.stderr[-3000:]
+    shown = json.loads(status.stdout)
+    assert {t["table"]: t["rows"] for t in shown["tables"]}["meters.raw_readings"] == READINGS_PER_HOUR
+    # Dagster opens its SQLite storage read-write only: the one part not shown, and said so
+    assert shown["unavailable"]["sensor_requests"].startswith(f"Dagster's storage under {small_home}/dagster")
+
+    write = _as_another_user([sys.executable, "-c", WRITE], small_home)
+    assert write.returncode != 0
+    assert f"StoreAccessError: the Iceberg warehouse file://{small_home}/iceberg/warehouse refused access" in write.stderr
+    assert "Permission denied" in write.stderr
+
+
+def test_a_copied_home_whose_original_moved_refuses_to_use_the_originals_tables_and_says_why(small_home):
+    copy = small_home.with_name(small_home.name + "_copy")
+    shutil.copytree(small_home, copy)
+    moved = small_home.rename(small_home.with_name(small_home.name + "_moved"))
+    try:
+        status = _as_another_user([MLFS, "status"], copy)
+    finally:
+        moved.rename(small_home)
+        shutil.rmtree(copy)
+    assert status.returncode == 1
+    assert status.stderr.startswith(f"mlfs status: the Iceberg catalog at sqlite:///{copy}/iceberg/catalog.db lists 2 "
+                                    f"table(s) outside its warehouse file://{copy}/iceberg/warehouse")
+    assert f"at file://{small_home}/iceberg/warehouse/meters/" in status.stderr
+    assert "copied or moved" in status.stderr and "Traceback" not in status.stderr

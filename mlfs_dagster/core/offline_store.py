@@ -39,7 +39,13 @@ from pyiceberg.transforms import DayTransform
 from sqlalchemy import make_url
 from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 
-from mlfs_dagster.core.storage import DEFAULT_S3, S3Options
+from mlfs_dagster.core.storage import (
+    DEFAULT_S3,
+    S3Options,
+    StoreAccessError,
+    StoreLocationError,
+    StoreUnavailableError,
+)
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table
@@ -93,21 +99,16 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
-class StoreUnavailableError(RuntimeError):
-    """A store's server did not answer; the message names it (never its password). Retry later."""
-
-
-class StoreAccessError(RuntimeError):
-    """A store refused access (credentials, permissions, a read-only folder); the message names the store, never
-    a secret. Retrying does not help: fix the access."""
-
-
 # How the catalog database (PostgreSQL, SQLite) and the warehouse (S3 through pyarrow, local files) say they
 # refused, and that nobody answered; any other failure is not the store's availability and is left as it is.
 _REFUSED = ("authentication failed", "role ", "permission denied", "pg_hba.conf", "readonly database",
-            "ACCESS_DENIED", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Forbidden", "Read-only file system")
-_UNREACHABLE = ("NETWORK_CONNECTION", "Connection refused", "could not connect", "Could not connect", "timed out",
-                "timeout", "Could not resolve", "server closed the connection")
+            "access_denied", "invalidaccesskeyid", "signaturedoesnotmatch", "forbidden", "read-only file system")
+_UNREACHABLE = ("network_connection", "connection refused", "could not connect", "timed out", "timeout",
+                "could not resolve", "server closed the connection")
+
+
+def _says(reason: str, words: tuple[str, ...]) -> bool:
+    return any(word in reason.lower() for word in words)
 
 
 class PublishConflictError(RuntimeError):
@@ -138,13 +139,35 @@ class OfflineStore:
             if "://" not in location:
                 Path(location).parent.mkdir(parents=True, exist_ok=True)
         properties = {"uri": self.catalog_uri, "warehouse": self.warehouse, **self.s3.iceberg_properties()}
-        try:
-            with self._stores_named():
-                return SqlCatalog(self.catalog_name, **properties)
-        except DatabaseError as error:
-            if "already exists" in str(error):  # parallel steps creating a new catalog's tables at once: one wins
-                return SqlCatalog(self.catalog_name, **properties)
-            raise
+        with self._stores_named():
+            try:
+                catalog = SqlCatalog(self.catalog_name, **properties)
+            except DatabaseError as error:
+                if "already exists" not in str(error):
+                    raise
+                catalog = SqlCatalog(self.catalog_name, **properties)  # steps creating a new catalog: one wins
+        self._require_tables_in_warehouse(catalog)
+        return catalog
+
+    def _require_tables_in_warehouse(self, catalog: SqlCatalog) -> None:
+        """Iceberg metadata holds absolute paths: the catalog of a copied or moved MLFS_HOME still points to the
+        original's files. Refuse it before anything is read or written there."""
+        from sqlalchemy import text
+
+        with self._stores_named(), catalog.engine.connect() as connection:  # the JDBC catalog's table, as Java's
+            rows = connection.execute(text("SELECT table_namespace, table_name, metadata_location FROM iceberg_tables "
+                                           "WHERE catalog_name = :name"), {"name": self.catalog_name}).all()
+        inside = self.warehouse.rstrip("/") + "/"
+        outside = [(f"{namespace}.{name}", location.split("/metadata/")[0])
+                   for namespace, name, location in rows if not location.startswith(inside)]
+        if outside:
+            table, location = outside[0]
+            raise StoreLocationError(
+                f"the Iceberg catalog at {make_url(self.catalog_uri)!r} lists {len(outside)} table(s) outside its "
+                f"warehouse {self.warehouse}, e.g. {table} at {location}: this MLFS_HOME was copied or moved from "
+                f"another, and Iceberg metadata keeps the original's absolute paths, so nothing was read or "
+                f"written. Use the original home (or move this one back to where it was), or start this home "
+                f"afresh: remove its catalog and warehouse and materialize again.")
 
     @contextmanager
     def _stores_named(self) -> Iterator[None]:
@@ -155,16 +178,16 @@ class OfflineStore:
         except OperationalError as error:  # SQLAlchemy: the catalog database
             reason = str(error.orig).strip().splitlines()[0]
             store = f"the Iceberg catalog at {make_url(self.catalog_uri)!r}"
-            refused = any(word in reason for word in _REFUSED)
+            refused = _says(reason, _REFUSED)
             kind = StoreAccessError if refused else StoreUnavailableError
             raise kind(f"{store} {'refused access' if refused else 'is unavailable'}: {reason}") from None
         except OSError as error:  # pyarrow: the warehouse's files
             reason = str(error).strip().splitlines()[0]
             server = f" on S3 at {self.s3.endpoint or 'AWS'}" if self.warehouse.startswith("s3://") else ""
             store = f"the Iceberg warehouse {self.warehouse}{server}"
-            if any(word in reason for word in _REFUSED):
+            if _says(reason, _REFUSED):
                 raise StoreAccessError(f"{store} refused access: {reason}") from error
-            if any(word in reason for word in _UNREACHABLE):
+            if _says(reason, _UNREACHABLE):
                 raise StoreUnavailableError(f"{store} is unavailable: {reason}") from error
             raise
 
