@@ -199,28 +199,46 @@ def _errors(result, event_type: DagsterEventType) -> list[str]:
     return [e.event_specific_data.error.to_string() for e in result.all_events if e.event_type == event_type]
 
 
-def test_an_unavailable_s3_fails_the_step_naming_it_and_the_retry_succeeds_once_it_is_back(tmp_path, monkeypatch):
+@pytest.fixture
+def moto_s3(monkeypatch):
+    """A moto S3 server on a loopback port of its own, with the bucket `mlfs`; yields the server."""
     import logging
 
     import boto3
     from moto.server import ThreadedMotoServer
 
-    from mlfs_dagster.builders import common
     from mlfs_dagster_tests.test_production import _free_port
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "mlfs-test")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "mlfs-test-secret")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=_free_port(), verbose=False)
+    server.start()
+    boto3.client("s3", endpoint_url=_endpoint(server), region_name="us-east-1").create_bucket(Bucket="mlfs")
+    yield server
+    server.stop()
+
+
+def _endpoint(server) -> str:
+    return "http://{}:{}".format(*server.get_host_and_port())
+
+
+def _s3_warehouse(tmp_path: Path, endpoint: str, catalog_uri: str | None = None) -> OfflineStoreResource:
+    return OfflineStoreResource(catalog_uri=catalog_uri or f"sqlite:///{tmp_path}/catalog.db",
+                                warehouse="s3://mlfs/warehouse", s3_endpoint=endpoint, s3_region="us-east-1")
+
+
+def test_an_unavailable_s3_fails_the_step_naming_it_and_the_retry_succeeds_once_it_is_back(moto_s3, tmp_path,
+                                                                                            monkeypatch):
+    from moto.server import ThreadedMotoServer
+
+    from mlfs_dagster.builders import common
+
     monkeypatch.setattr(common, "STORE_OUTAGE_RETRIES", RetryPolicy(max_retries=1, delay=1))
     generator.generate(tmp_path / "landing", METERS.start, 1)
-    port = _free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="mlfs")
-    server.stop()  # moto keeps its buckets in this process: a restarted server serves them again
-    store = OfflineStoreResource(catalog_uri=f"sqlite:///{tmp_path}/catalog.db", warehouse="s3://mlfs/warehouse",
-                                 s3_endpoint=endpoint, s3_region="us-east-1")
+    endpoint, port = _endpoint(moto_s3), moto_s3.get_host_and_port()[1]
+    moto_s3.stop()  # moto keeps its buckets in this process: a restarted server serves them again
+    store = _s3_warehouse(tmp_path, endpoint)
     named = f"the Iceberg warehouse s3://mlfs/warehouse on S3 at {endpoint} is unavailable"
 
     down = _raw_readings_run(store, tmp_path / "landing")  # down through the retry too: the run fails, naming S3
@@ -243,6 +261,35 @@ def test_an_unavailable_s3_fails_the_step_naming_it_and_the_retry_succeeds_once_
         assert store.open().status(METERS.sources[0].table).rows == READINGS_PER_HOUR
     finally:
         restarted.stop()
+        moto_s3.start()  # for the fixture to stop
+
+
+def test_bad_credentials_fail_at_once_naming_the_store_that_refused_and_no_secret_is_logged(
+        moto_s3, postgres_databases, tmp_path, monkeypatch, capfd):  # noqa: F811
+    from moto.core.authorization import enable_iam_authentication
+
+    from mlfs_dagster_tests.test_production import POSTGRES
+
+    generator.generate(tmp_path / "landing", METERS.start, 1)
+    s3_secret, pg_secret = "s3-secret-a1b2c3", "pg-secret-d4e5f6"
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAUNKNOWNKEY")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_secret)
+    with enable_iam_authentication():  # moto now checks every request's key, as S3 does
+        s3_refused = _raw_readings_run(_s3_warehouse(tmp_path, _endpoint(moto_s3)), tmp_path / "landing")
+    database = postgres_databases("catalog").rsplit("/", 1)[1]
+    wrong_role = POSTGRES.replace("://postgres@", f"://intruder:{pg_secret}@") + f"/{database}"
+    pg_refused = _raw_readings_run(_s3_warehouse(tmp_path, _endpoint(moto_s3), wrong_role), tmp_path / "landing")
+
+    named = {s3_refused: f"the Iceberg warehouse s3://mlfs/warehouse on S3 at {_endpoint(moto_s3)} refused access",
+             pg_refused: f"the Iceberg catalog at {wrong_role.replace(pg_secret, '***')} refused access"}
+    for run, store in named.items():
+        assert not run.success
+        assert store in _errors(run, DagsterEventType.STEP_FAILURE)[0]
+        assert not _errors(run, DagsterEventType.STEP_UP_FOR_RETRY)  # a refusal is not retried: it would recur
+        logged = "\n".join(str(event) for event in run.all_events)  # the run's whole event log, metadata included
+        assert store in logged and s3_secret not in logged and pg_secret not in logged
+    printed = capfd.readouterr()
+    assert not any(secret in printed.out + printed.err for secret in (s3_secret, pg_secret))
 
 
 # --- a read-only, a copied or a moved MLFS_HOME -----------------------------------------------------------------
