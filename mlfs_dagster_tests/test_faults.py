@@ -3,6 +3,7 @@ concurrent runs racing for the same tables' commits on the PostgreSQL catalog an
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -363,3 +364,75 @@ def test_a_copied_home_whose_original_moved_refuses_to_use_the_originals_tables_
                                     f"table(s) outside its warehouse file://{copy}/iceberg/warehouse")
     assert f"at file://{small_home}/iceberg/warehouse/meters/" in status.stderr
     assert "copied or moved" in status.stderr and "Traceback" not in status.stderr
+
+
+# --- the sensor daemon killed in the middle of a tick ----------------------------------------------------------
+
+
+def _sensor_daemon_iteration(instance_ref, definitions: Path, at: float, crash_at: str | None) -> None:
+    """One iteration of the sensor daemon's own loop (`execute_sensor_iteration`) at time `at`; with `crash_at`,
+    the process is killed with SIGKILL at that point of the retraining sensor's tick (Dagster's crash points)."""
+    from dagster._core.remote_origin import InProcessCodeLocationOrigin
+    from dagster._core.test_utils import create_test_daemon_workspace_context, freeze_time
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+    from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
+    from dagster._daemon import get_default_daemon_logger
+    from dagster._daemon.sensor import execute_sensor_iteration
+
+    from mlfs_dagster.builders.monitoring import sensor_name
+
+    code = InProcessWorkspaceLoadTarget(InProcessCodeLocationOrigin(LoadableTargetOrigin(
+        python_file=str(definitions), attribute="defs", working_directory=str(definitions.parent))))
+    crash = {sensor_name(METERS, METERS.models[0]): {crash_at: signal.SIGKILL}} if crash_at else None
+    with DagsterInstance.from_ref(instance_ref) as instance, freeze_time(at), \
+            create_test_daemon_workspace_context(code, instance) as workspace:
+        list(execute_sensor_iteration(workspace, get_default_daemon_logger("SensorDaemon"), None, None,
+                                      debug_crash_flags=crash))
+
+
+@pytest.mark.parametrize("crash_at", ["RUN_IDS_RESERVED", "RUN_CREATED", "RUN_LAUNCHED"])
+def test_a_sensor_daemon_killed_mid_tick_and_restarted_requests_the_retraining_once(crash_at, tmp_path):
+    """Sustained drift on the meters model: its retraining sensor requests one run (run key: the episode). The
+    daemon is killed after reserving the run's id, after creating the run, or after submitting it; the restarted
+    daemon resumes the tick: one run in every case, submitted, none skipped, and later ticks add none."""
+    import multiprocessing
+
+    from dagster import AssetMaterialization, RunsFilter
+    from dagster._core.storage.tags import RUN_KEY_TAG, SENSOR_NAME_TAG
+
+    from mlfs_dagster.builders.monitoring import drift_asset_name, retraining_run_key, sensor_name
+    from mlfs_dagster.core.retraining import Episode
+
+    model = METERS.models[0]
+    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", tmp_path / "dagster.yaml")  # the embedded instance: run queue
+    (tmp_path / "defs.py").write_text(DEFINITIONS)
+    onset = dt.datetime.combine(METERS.start, dt.time(), tzinfo=dt.UTC)
+    run_key = retraining_run_key(model, Episode("1", (onset,)))
+    fork = multiprocessing.get_context("fork")  # the daemon's iterations inherit the imports
+
+    with DagsterInstance.from_config(str(tmp_path)) as instance:
+        for hour in range(model.drifted_partitions_to_retrain):  # sustained drift from the first hour
+            instance.report_runless_asset_event(AssetMaterialization(
+                asset_key(METERS, drift_asset_name(model)), partition=generator.hour_key(METERS.start, hour),
+                metadata={"drifted": True, "model_version": "1"}))
+        for hour in range(model.new_labelled_partitions_to_retrain + 1):  # labels final past the onset's need
+            instance.report_runless_asset_event(AssetMaterialization(
+                asset_key(METERS, model.feature_view.label_source.asset_name),
+                partition=generator.hour_key(METERS.start, hour)))
+
+        def iteration(at: float, crash: str | None = None) -> int:
+            daemon = fork.Process(target=_sensor_daemon_iteration, args=(instance.get_ref(), tmp_path / "defs.py",
+                                                                          at, crash))
+            daemon.start()
+            daemon.join(timeout=120)
+            return daemon.exitcode
+
+        def runs():  # every run the sensor requested
+            return instance.get_runs(filters=RunsFilter(tags={SENSOR_NAME_TAG: sensor_name(METERS, model)}))
+
+        now = time.time()
+        assert iteration(now, crash_at) == -signal.SIGKILL
+        assert len(runs()) == (0 if crash_at == "RUN_IDS_RESERVED" else 1)
+        assert iteration(now + 61) == 0  # restarted past the sensor's minimum interval: the tick resumes
+        assert iteration(now + 122) == 0  # a later tick finds the same episode, the same run key
+        assert [(run.tags[RUN_KEY_TAG], run.status) for run in runs()] == [(run_key, DagsterRunStatus.QUEUED)]
