@@ -1,13 +1,17 @@
 """Faults, for real: a run killed with SIGKILL in the middle of a write, as a crashed machine would leave it;
-concurrent runs racing for the same tables' commits on the PostgreSQL catalog and S3."""
+concurrent runs racing for the same tables' commits on the PostgreSQL catalog and S3; S3 or the catalog database
+down for a while; bad credentials; a read-only, copied or moved MLFS_HOME; the sensor daemon killed mid-tick."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 import os
+import select
 import shutil
 import signal
+import socket
+import socketserver
 import subprocess
 import sys
 import tempfile
@@ -19,6 +23,7 @@ import pyarrow.fs as pafs
 import pytest
 import yaml
 from dagster import AssetSelection, DagsterEventType, DagsterInstance, DagsterRunStatus, RetryPolicy, materialize
+from sqlalchemy import make_url
 
 from mlfs_dagster.builders import build_definitions
 from mlfs_dagster.builders.common import asset_key
@@ -229,6 +234,17 @@ def _s3_warehouse(tmp_path: Path, endpoint: str, catalog_uri: str | None = None)
                                 warehouse="s3://mlfs/warehouse", s3_endpoint=endpoint, s3_region="us-east-1")
 
 
+def _back_during_the_delay(restore) -> RetryPolicy:
+    """A retry policy of one retry after 1 s, during which `restore` brings the store back."""
+
+    class BackDuringTheDelay(RetryPolicy):
+        def calculate_delay(self, attempt_num: int) -> float:
+            restore()
+            return super().calculate_delay(attempt_num)
+
+    return BackDuringTheDelay(max_retries=1, delay=1)
+
+
 def test_an_unavailable_s3_fails_the_step_naming_it_and_the_retry_succeeds_once_it_is_back(moto_s3, tmp_path,
                                                                                             monkeypatch):
     from moto.server import ThreadedMotoServer
@@ -248,13 +264,7 @@ def test_an_unavailable_s3_fails_the_step_naming_it_and_the_retry_succeeds_once_
     assert len(_errors(down, DagsterEventType.STEP_UP_FOR_RETRY)) == 1
 
     restarted = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-
-    class S3BackDuringTheDelay(RetryPolicy):
-        def calculate_delay(self, attempt_num: int) -> float:
-            restarted.start()  # S3 comes back while the failed step waits for its retry
-            return super().calculate_delay(attempt_num)
-
-    monkeypatch.setattr(common, "STORE_OUTAGE_RETRIES", S3BackDuringTheDelay(max_retries=1, delay=1))
+    monkeypatch.setattr(common, "STORE_OUTAGE_RETRIES", _back_during_the_delay(restarted.start))
     try:
         retried = _raw_readings_run(store, tmp_path / "landing")
         assert retried.success
@@ -436,3 +446,58 @@ def test_a_sensor_daemon_killed_mid_tick_and_restarted_requests_the_retraining_o
         assert iteration(now + 61) == 0  # restarted past the sensor's minimum interval: the tick resumes
         assert iteration(now + 122) == 0  # a later tick finds the same episode, the same run key
         assert [(run.tags[RUN_KEY_TAG], run.status) for run in runs()] == [(run_key, DagsterRunStatus.QUEUED)]
+
+
+class _ToPostgres(socketserver.BaseRequestHandler):
+    """Pipes a connection to the PostgreSQL server under test, both ways, until either side closes."""
+
+    def handle(self) -> None:
+        from mlfs_dagster_tests.test_production import POSTGRES
+
+        postgres = make_url(POSTGRES)
+        with socket.create_connection((postgres.host, postgres.port or 5432)) as server:
+            ends = {self.request: server, server: self.request}
+            while True:
+                for end in select.select(list(ends), [], [])[0]:
+                    data = end.recv(1 << 16)
+                    if not data:
+                        return
+                    ends[end].sendall(data)
+
+
+def test_an_unavailable_catalog_database_fails_the_step_naming_it_and_the_retry_succeeds_once_it_is_back(
+        postgres_databases, tmp_path, monkeypatch):  # noqa: F811
+    from mlfs_dagster.builders import common
+    from mlfs_dagster_tests.test_production import _free_port
+
+    generator.generate(tmp_path / "landing", METERS.start, 1)
+    port = _free_port()  # PostgreSQL behind a port of its own, where nothing listens yet: the database is down
+    catalog = make_url(postgres_databases("catalog")).set(host="127.0.0.1", port=port)
+    store = OfflineStoreResource(catalog_uri=catalog.render_as_string(), warehouse=f"file://{tmp_path}/warehouse")
+    named = f"the Iceberg catalog at {catalog!r} is unavailable"
+    monkeypatch.setattr(common, "STORE_OUTAGE_RETRIES", RetryPolicy(max_retries=1, delay=1))
+
+    down = _raw_readings_run(store, tmp_path / "landing")
+    assert not down.success
+    assert named in _errors(down, DagsterEventType.STEP_FAILURE)[0]
+    assert len(_errors(down, DagsterEventType.STEP_UP_FOR_RETRY)) == 1
+
+    proxy = socketserver.ThreadingTCPServer(("127.0.0.1", port), _ToPostgres, bind_and_activate=False)
+    proxy.daemon_threads = proxy.allow_reuse_address = True
+    serving = threading.Thread(target=proxy.serve_forever, daemon=True)
+
+    def back() -> None:
+        proxy.server_bind()
+        proxy.server_activate()
+        serving.start()
+
+    monkeypatch.setattr(common, "STORE_OUTAGE_RETRIES", _back_during_the_delay(back))
+    try:
+        retried = _raw_readings_run(store, tmp_path / "landing")
+        assert retried.success
+        assert named in _errors(retried, DagsterEventType.STEP_UP_FOR_RETRY)[0]
+        assert store.open().status(METERS.sources[0].table).rows == READINGS_PER_HOUR
+    finally:
+        if serving.is_alive():
+            proxy.shutdown()
+        proxy.server_close()

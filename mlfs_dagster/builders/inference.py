@@ -76,7 +76,8 @@ def predictions_asset(system: System, model: ModelSpec) -> AssetsDefinition:
             for period in period_ranges(time_range, system.step)
         })
         return MaterializeResult(metadata={**table_metadata(model.predictions_table, scored.schema, docs),
-                                           MODEL_VERSION: champion.version, "iceberg/snapshot_id": str(snapshot_id)})
+                                           MODEL_VERSION: champion.version, "iceberg/snapshot_id": str(snapshot_id),
+                                           "commit_retries": store.commit_retries})
 
     return predictions
 

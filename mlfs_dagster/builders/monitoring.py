@@ -163,7 +163,8 @@ def drift_report_asset(system: System, model: ModelSpec) -> AssetsDefinition:
             )
         snapshot_id = store.replace_range(model.drift_table, pa.Table.from_pylist(rows), "day", time_range)
         run_id = _log_monitoring_run(context, registry, report_store, model, days)
-        return MaterializeResult(metadata={"iceberg/snapshot_id": str(snapshot_id), "mlflow_run_id": run_id})
+        return MaterializeResult(metadata={"iceberg/snapshot_id": str(snapshot_id), "mlflow_run_id": run_id,
+                                           "commit_retries": store.commit_retries})
 
     return drift_report
 

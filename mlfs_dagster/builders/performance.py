@@ -112,7 +112,7 @@ def performance_asset(system: System, model: ModelSpec) -> AssetsDefinition:
             rows += [{"day": period.start, "model_version": version, "metric": metric, "realised": value,
                       "validation": validation.get(metric)} for metric, value in realised.items()]
         snapshot_id = store.replace_range(table, pa.Table.from_pylist(rows, schema=_SCHEMA), "day", time_range)
-        return MaterializeResult(metadata={"iceberg/snapshot_id": str(snapshot_id)})
+        return MaterializeResult(metadata={"iceberg/snapshot_id": str(snapshot_id), "commit_retries": store.commit_retries})
 
     return performance
 

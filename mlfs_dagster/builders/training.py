@@ -101,6 +101,7 @@ def training_set_asset(system: System, view: FeatureViewSpec) -> AssetsDefinitio
                 "version": version,
                 "new_version": changed,
                 "iceberg/snapshot_id": str(snapshot_id),
+                "commit_retries": store.commit_retries,
                 "input_snapshots": MetadataValue.json({k: str(v) for k, v in built.input_snapshots.items()}),
                 "as_of": built.as_of.isoformat(),
                 "first_event": built.first_time.isoformat(),
