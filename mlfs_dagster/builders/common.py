@@ -1,11 +1,10 @@
 """What every builder shares: a system's asset keys, groups and partitions, and UI metadata from specs."""
 
 import datetime as dt
-import functools
 import inspect
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from functools import cache
+from functools import cache, wraps
 
 import pyarrow as pa
 from dagster import (
@@ -145,14 +144,14 @@ def retried_while_stores_are_unavailable(compute: Callable) -> Callable:
             raise RetryRequested(policy.max_retries, policy.calculate_delay(retry)) from outage
 
     if inspect.isgeneratorfunction(compute):
-        @functools.wraps(compute)
+        @wraps(compute)
         def steps(context, *args, **kwargs):
             with outages_retried(context):
                 yield from compute(context, *args, **kwargs)
 
         return steps
 
-    @functools.wraps(compute)
+    @wraps(compute)
     def step(context, *args, **kwargs):
         with outages_retried(context):
             return compute(context, *args, **kwargs)

@@ -154,7 +154,7 @@ class OfflineStore:
         original's files. Refuse it before anything is read or written there."""
         from sqlalchemy import text
 
-        with self._stores_named(), catalog.engine.connect() as connection:  # the JDBC catalog's table, as Java's
+        with self._stores_named(), catalog.engine.connect() as connection:  # the Iceberg JDBC catalog's own table
             rows = connection.execute(text("SELECT table_namespace, table_name, metadata_location FROM iceberg_tables "
                                            "WHERE catalog_name = :name"), {"name": self.catalog_name}).all()
         inside = self.warehouse.rstrip("/") + "/"
@@ -165,9 +165,9 @@ class OfflineStore:
             raise StoreLocationError(
                 f"the Iceberg catalog at {make_url(self.catalog_uri)!r} lists {len(outside)} table(s) outside its "
                 f"warehouse {self.warehouse}, e.g. {table} at {location}: this MLFS_HOME was copied or moved from "
-                f"another, and Iceberg metadata keeps the original's absolute paths, so nothing was read or "
-                f"written. Use the original home (or move this one back to where it was), or start this home "
-                f"afresh: remove its catalog and warehouse and materialize again.")
+                f"another (or MLFS_WAREHOUSE changed), and Iceberg metadata keeps the original's absolute paths, so "
+                f"nothing was read or written. Use the original home (or move this one back to where it was), or "
+                f"start this home afresh: remove its catalog and warehouse and materialize again.")
 
     @contextmanager
     def _stores_named(self) -> Iterator[None]:
