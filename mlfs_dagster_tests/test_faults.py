@@ -205,6 +205,17 @@ def _errors(result, event_type: DagsterEventType) -> list[str]:
     return [e.event_specific_data.error.to_string() for e in result.all_events if e.event_type == event_type]
 
 
+def _root_cause(result, instance: DagsterInstance) -> str:
+    """What the system's run-failure sensor writes on a failed run."""
+    from dagster import build_run_status_sensor_context
+
+    from mlfs_dagster.builders.alerts import root_cause
+
+    run = instance.get_run_by_id(result.run_id)
+    return root_cause(build_run_status_sensor_context("run_failures", result.get_run_failure_event(), instance, run)
+                      .for_run_failure())
+
+
 @pytest.fixture
 def moto_s3(monkeypatch):
     """A moto S3 server on a loopback port of its own, with the bucket `mlfs`; yields the server."""
@@ -258,10 +269,12 @@ def test_an_unavailable_s3_fails_the_step_naming_it_and_the_retry_succeeds_once_
     store = _s3_warehouse(tmp_path, endpoint)
     named = f"the Iceberg warehouse s3://mlfs/warehouse on S3 at {endpoint} is unavailable"
 
-    down = _raw_readings_run(store, tmp_path / "landing")  # down through the retry too: the run fails, naming S3
+    instance = DagsterInstance.ephemeral()
+    down = _raw_readings_run(store, tmp_path / "landing", instance)  # down through the retry too: the run fails
     assert not down.success
     assert named in _errors(down, DagsterEventType.STEP_FAILURE)[0]
     assert len(_errors(down, DagsterEventType.STEP_UP_FOR_RETRY)) == 1
+    assert _root_cause(down, instance).startswith(f"meters__raw_readings: {named}")  # the failure sensor's report
 
     restarted = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     monkeypatch.setattr(common, "STORE_OUTAGE_RETRIES", _back_during_the_delay(restarted.start))

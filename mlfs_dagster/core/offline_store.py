@@ -172,7 +172,8 @@ class OfflineStore:
     @contextmanager
     def _stores_named(self) -> Iterator[None]:
         """A failure of the catalog database or the warehouse raised as StoreUnavailableError or StoreAccessError,
-        naming which of the two (and its server), never a password."""
+        naming which of the two (and its server), never a password. The driver's error is not chained: its first
+        line is in the message, and the innermost cause is what the run-failure report shows."""
         try:
             yield
         except OperationalError as error:  # SQLAlchemy: the catalog database
@@ -186,9 +187,9 @@ class OfflineStore:
             server = f" on S3 at {self.s3.endpoint or 'AWS'}" if self.warehouse.startswith("s3://") else ""
             store = f"the Iceberg warehouse {self.warehouse}{server}"
             if _says(reason, _REFUSED):
-                raise StoreAccessError(f"{store} refused access: {reason}") from error
+                raise StoreAccessError(f"{store} refused access: {reason}") from None
             if _says(reason, _UNREACHABLE):
-                raise StoreUnavailableError(f"{store} is unavailable: {reason}") from error
+                raise StoreUnavailableError(f"{store} is unavailable: {reason}") from None
             raise
 
     def table(self, identifier: str) -> Table:
