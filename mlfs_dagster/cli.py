@@ -12,6 +12,7 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from mlfs_dagster.core.storage import StoreError
 from mlfs_dagster.settings import PROJECT_ROOT, Settings
 
 
@@ -51,7 +52,7 @@ def _status(args: argparse.Namespace) -> None:
     for model, periods in status["drift"].items():
         print(f"{model} drift reports: {len(periods)} periods, drifted on "
               f"{[p for p, d in periods.items() if d['drifted']]}")
-    print(f"sensor requests: {len(status['sensor_requests'])}")
+    print(f"sensor requests: {status['unavailable'].get('sensor_requests', len(status['sensor_requests']))}")
 
 
 def _features(args: argparse.Namespace) -> None:
@@ -241,4 +242,7 @@ def main(argv: list[str] | None = None) -> None:
 
     args = parser.parse_args(argv)
     init_dagster_home(Settings.from_env())
-    args.run(args)
+    try:
+        args.run(args)
+    except StoreError as error:  # it names the store and what to do: no traceback to dig through
+        sys.exit(f"mlfs {args.command}: {error}")

@@ -13,10 +13,23 @@ from mlfs_dagster.settings import Settings
 
 
 def collect_status(settings: Settings, systems: Sequence[System], instance=None) -> dict:
+    """Read only: a read-only MLFS_HOME shows everything but what Dagster's SQLite storage holds (it opens only
+    read-write), and says so under `unavailable`."""
+    from sqlalchemy import make_url
+    from sqlalchemy.exc import OperationalError
+
     store = settings.offline_store()
     registry = ModelRegistry(settings.mlflow_tracking_uri, settings.mlflow_artifacts)
+    unavailable = {}
+    try:
+        sensor_requests = _sensor_requests(instance)
+    except OperationalError as error:
+        sensor_requests = []
+        unavailable["sensor_requests"] = (f"Dagster's storage under {settings.dagster_home} could not be opened: "
+                                          f"{str(error.orig).strip().splitlines()[0]}")
     return {
-        "catalog": {"uri": settings.catalog_uri, "warehouse": settings.warehouse},
+        "catalog": {"uri": make_url(settings.catalog_uri).render_as_string(hide_password=True),
+                    "warehouse": settings.warehouse},
         "tables": [
             {"table": s.identifier, "rows": s.rows, "snapshot_id": str(s.snapshot_id), "location": s.location,
              "metadata_location": s.metadata_location}
@@ -28,7 +41,8 @@ def collect_status(settings: Settings, systems: Sequence[System], instance=None)
         "drift": {m.registered_name: _latest_drift(store, m.drift_table) for s in systems for m in s.models},
         "performance": {m.registered_name: _realised(store, m.performance_table)
                         for s in systems for m in s.models},
-        "sensor_requests": _sensor_requests(instance),
+        "sensor_requests": sensor_requests,
+        "unavailable": unavailable,
     }
 
 

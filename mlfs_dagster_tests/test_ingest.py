@@ -555,20 +555,35 @@ def test_raw_snapshot_names_the_quarantine_published_with_it(root, run, store):
     assert summary[QUARANTINE_SNAPSHOT] == str(result.quarantine_snapshot_id)
 
 
-def test_a_publish_conflict_is_detected_and_leaves_both_tables_unchanged(root, run, store, monkeypatch):
-    land(root, payments(GOOD))
-    run()
-    land(root, payments([*GOOD[:2], (None, "c1", at(12), 1.0)]))
-    stage = store.stage_ranges
+def _another_writer_publishes_after_staging(store, monkeypatch, times: int) -> None:
+    stage, other = store.stage_ranges, payments([("other", "c1", at(9, on=day(1)), 1.0)])
+    commits = []
 
     def stage_then_another_writer_publishes(identifier, *args, **kwargs):
         staged = stage(identifier, *args, **kwargs)
-        if identifier == PAYMENTS.table:
-            store.replace_range(identifier, payments([("other", "c1", at(9, on=day(1)), 1.0)]),
-                                "event_time", TimeRange.of_days(day(1), day(1)))
+        if identifier == PAYMENTS.table and len(commits) < times:
+            commits.append(store.replace_range(identifier, other, "event_time", TimeRange.of_days(day(1), day(1))))
         return staged
 
     monkeypatch.setattr(store, "stage_ranges", stage_then_another_writer_publishes)
+
+
+def test_a_publish_conflict_is_retried_on_the_new_head_and_both_writes_land(root, run, store, monkeypatch):
+    land(root, payments(GOOD))
+    _another_writer_publishes_after_staging(store, monkeypatch, times=1)
+    assert run().rows_written == 3
+    assert store.commit_retries == 1  # staged again on the other writer's commit, audited, published
+    assert published(store) == ["other", "t1", "t2", "t3"]
+
+
+def test_a_publish_conflict_through_every_attempt_leaves_both_tables_unchanged(root, run, store, monkeypatch):
+    from mlfs_dagster.core import offline_store
+
+    land(root, payments(GOOD))
+    run()
+    land(root, payments([*GOOD[:2], (None, "c1", at(12), 1.0)]))
+    monkeypatch.setattr(offline_store, "COMMIT_ATTEMPTS", 2)
+    _another_writer_publishes_after_staging(store, monkeypatch, times=2)
     quarantine_before = store.snapshot_id(PAYMENTS.quarantine_table)
     with pytest.raises(PublishConflictError, match="Re-run"):
         run()

@@ -1,8 +1,10 @@
 """What every builder shares: a system's asset keys, groups and partitions, and UI metadata from specs."""
 
 import datetime as dt
-from collections.abc import Mapping
-from functools import cache
+import inspect
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from functools import cache, wraps
 
 import pyarrow as pa
 from dagster import (
@@ -12,16 +14,20 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AutomationCondition,
+    Backoff,
     DailyPartitionsDefinition,
     FreshnessPolicy,
     HourlyPartitionsDefinition,
+    Jitter,
     MetadataValue,
+    RetryPolicy,
+    RetryRequested,
     TableColumn,
     TableSchema,
     TimeWindowPartitionsDefinition,
 )
 
-from mlfs_dagster.core.offline_store import TimeRange
+from mlfs_dagster.core.offline_store import StoreUnavailableError, TimeRange
 from mlfs_dagster.core.specs import Column, System
 
 
@@ -117,6 +123,40 @@ def table_pool(table: str) -> str:
     """The concurrency pool of the steps writing `table`: commits to one Iceberg table race (the loser fails),
     so the instance's pool limit (dagster.yaml) makes the others wait for their turn instead."""
     return f"iceberg/{table}"
+
+
+# A store down for a while (a database restart, a network cut): waits of about 10, 30, 70 and 150 s, each
+# +-10 s so that the runs it failed do not all come back at once.
+STORE_OUTAGE_RETRIES = RetryPolicy(max_retries=4, delay=10, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
+
+
+def retried_while_stores_are_unavailable(compute: Callable) -> Callable:
+    """Decorate an asset's body: a step failed by an unavailable store (StoreUnavailableError) is retried after
+    STORE_OUTAGE_RETRIES' delays. Only then: a `retry_policy` on the asset would also retry failures that would
+    fail again the same way (a refused audit, a leak, labels not final yet, refused credentials)."""
+
+    @contextmanager
+    def outages_retried(context) -> Iterator[None]:
+        try:
+            yield
+        except StoreUnavailableError as outage:  # past the last retry, Dagster fails the step with it
+            policy, retry = STORE_OUTAGE_RETRIES, context.retry_number + 1
+            raise RetryRequested(policy.max_retries, policy.calculate_delay(retry)) from outage
+
+    if inspect.isgeneratorfunction(compute):
+        @wraps(compute)
+        def steps(context, *args, **kwargs):
+            with outages_retried(context):
+                yield from compute(context, *args, **kwargs)
+
+        return steps
+
+    @wraps(compute)
+    def step(context, *args, **kwargs):
+        with outages_retried(context):
+            return compute(context, *args, **kwargs)
+
+    return step
 
 
 def follow_upstream(system: System) -> dict:

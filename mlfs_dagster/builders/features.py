@@ -26,6 +26,7 @@ from mlfs_dagster.builders.common import (
     partition_range,
     partitions,
     period_ranges,
+    retried_while_stores_are_unavailable,
     table_metadata,
     table_pool,
 )
@@ -73,6 +74,7 @@ def feature_group_asset(system: System, spec: FeatureGroupSpec) -> AssetsDefinit
         pool=table_pool(spec.table),
         **follow_upstream(system),
     )
+    @retried_while_stores_are_unavailable
     def compute(context: AssetExecutionContext, offline_store: OfflineStoreResource):
         store, time_range = offline_store.open(), partition_range(context)
         first = history_start(system)
@@ -98,7 +100,8 @@ def feature_group_asset(system: System, spec: FeatureGroupSpec) -> AssetsDefinit
             nulls = audit.null_keys(features, spec.entity_keys)
             checks.append(AssetCheckResult(check_name="no_null_entity_keys", passed=nulls == 0,
                                            metadata={"null_key_rows": nulls}))
-        yield MaterializeResult(metadata={"iceberg/snapshot_id": str(snapshot_id)}, check_results=checks)
+        yield MaterializeResult(metadata={"iceberg/snapshot_id": str(snapshot_id), "commit_retries": store.commit_retries},
+                                check_results=checks)
 
     return compute
 

@@ -20,6 +20,7 @@ from mlfs_dagster.builders.common import (
     partition_range,
     partitions,
     period_ranges,
+    retried_while_stores_are_unavailable,
     table_metadata,
     table_pool,
 )
@@ -57,6 +58,7 @@ def predictions_asset(system: System, model: ModelSpec) -> AssetsDefinition:
         pool=table_pool(model.predictions_table),
         **follow_upstream(system),
     )
+    @retried_while_stores_are_unavailable
     def predictions(context: AssetExecutionContext, offline_store: OfflineStoreResource,
                     model_registry: ModelRegistryResource):
         store, registry, time_range = offline_store.open(), model_registry.open(), partition_range(context)
@@ -74,7 +76,8 @@ def predictions_asset(system: System, model: ModelSpec) -> AssetsDefinition:
             for period in period_ranges(time_range, system.step)
         })
         return MaterializeResult(metadata={**table_metadata(model.predictions_table, scored.schema, docs),
-                                           MODEL_VERSION: champion.version, "iceberg/snapshot_id": str(snapshot_id)})
+                                           MODEL_VERSION: champion.version, "iceberg/snapshot_id": str(snapshot_id),
+                                           "commit_retries": store.commit_retries})
 
     return predictions
 

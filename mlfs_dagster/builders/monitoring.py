@@ -33,6 +33,7 @@ from mlfs_dagster.builders.common import (
     partition_range,
     partitions,
     period_ranges,
+    retried_while_stores_are_unavailable,
     table_pool,
 )
 from mlfs_dagster.builders.models import EXAMPLES_UNTIL_TAG
@@ -102,6 +103,7 @@ def drift_report_asset(system: System, model: ModelSpec) -> AssetsDefinition:
         pool=table_pool(model.drift_table),
         **follow_upstream(system),
     )
+    @retried_while_stores_are_unavailable
     def drift_report(context: AssetExecutionContext, offline_store: OfflineStoreResource,
                      model_registry: ModelRegistryResource, report_store: ReportStoreResource):
         store, registry, time_range = offline_store.open(), model_registry.open(), partition_range(context)
@@ -161,7 +163,8 @@ def drift_report_asset(system: System, model: ModelSpec) -> AssetsDefinition:
             )
         snapshot_id = store.replace_range(model.drift_table, pa.Table.from_pylist(rows), "day", time_range)
         run_id = _log_monitoring_run(context, registry, report_store, model, days)
-        return MaterializeResult(metadata={"iceberg/snapshot_id": str(snapshot_id), "mlflow_run_id": run_id})
+        return MaterializeResult(metadata={"iceberg/snapshot_id": str(snapshot_id), "mlflow_run_id": run_id,
+                                           "commit_retries": store.commit_retries})
 
     return drift_report
 

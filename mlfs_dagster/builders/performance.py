@@ -31,6 +31,7 @@ from mlfs_dagster.builders.common import (
     partition_range,
     partitions,
     period_ranges,
+    retried_while_stores_are_unavailable,
     table_pool,
 )
 from mlfs_dagster.builders.inference import MODEL_VERSION
@@ -73,6 +74,7 @@ def performance_asset(system: System, model: ModelSpec) -> AssetsDefinition:
         metadata={"dagster/table_name": table},
         pool=table_pool(table),
     )
+    @retried_while_stores_are_unavailable
     def performance(context: AssetExecutionContext, offline_store: OfflineStoreResource,
                     model_registry: ModelRegistryResource):
         store, registry, time_range = offline_store.open(), model_registry.open(), partition_range(context)
@@ -110,7 +112,7 @@ def performance_asset(system: System, model: ModelSpec) -> AssetsDefinition:
             rows += [{"day": period.start, "model_version": version, "metric": metric, "realised": value,
                       "validation": validation.get(metric)} for metric, value in realised.items()]
         snapshot_id = store.replace_range(table, pa.Table.from_pylist(rows, schema=_SCHEMA), "day", time_range)
-        return MaterializeResult(metadata={"iceberg/snapshot_id": str(snapshot_id)})
+        return MaterializeResult(metadata={"iceberg/snapshot_id": str(snapshot_id), "commit_retries": store.commit_retries})
 
     return performance
 

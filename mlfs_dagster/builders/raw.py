@@ -23,6 +23,7 @@ from mlfs_dagster.builders.common import (
     ingest_on_schedule,
     partition_range,
     partitions,
+    retried_while_stores_are_unavailable,
     table_metadata,
     table_pool,
 )
@@ -82,6 +83,7 @@ def source_asset(system: System, spec: SourceSpec) -> AssetsDefinition:
         backfill_policy=BackfillPolicy.single_run(),
         pool=table_pool(spec.table),
     )
+    @retried_while_stores_are_unavailable
     def ingest_source(context: AssetExecutionContext, config: IngestConfig, offline_store: OfflineStoreResource,
                       landing_zone: LandingZoneResource):
         store = offline_store.open()
@@ -98,14 +100,16 @@ def source_asset(system: System, spec: SourceSpec) -> AssetsDefinition:
                 raw_checks.append(check_per_partition(context, system, key, "not_empty", {
                     p.start: (p.rows > 0, {"rows": p.rows}) for p in result.periods}))
             yield MaterializeResult(asset_key=key, check_results=raw_checks,
-                                    metadata={"iceberg/snapshot_id": str(store.snapshot_id(spec.table))})
+                                    metadata={"iceberg/snapshot_id": str(store.snapshot_id(spec.table)),
+                                              "commit_retries": store.commit_retries})
         if quarantine_key in context.selected_asset_keys:
             add_partition_metadata(context, system, {p.start: {"dagster/row_count": p.quarantined}
                                                      for p in result.periods}, quarantine_key)
             yield MaterializeResult(asset_key=quarantine_key, check_results=[check_per_partition(
                 context, system, quarantine_key, "quarantine_rate",
                 {p.start: _quarantine_rate(p) for p in result.periods}, AssetCheckSeverity.WARN)],
-                metadata={"iceberg/snapshot_id": str(result.quarantine_snapshot_id)})
+                metadata={"iceberg/snapshot_id": str(result.quarantine_snapshot_id),
+                          "commit_retries": store.commit_retries})
 
     return ingest_source
 

@@ -24,6 +24,7 @@ from mlfs_dagster.builders.common import (
     group_name,
     history_start,
     partitions,
+    retried_while_stores_are_unavailable,
     table_metadata,
     table_pool,
 )
@@ -76,6 +77,7 @@ def training_set_asset(system: System, view: FeatureViewSpec) -> AssetsDefinitio
         automation_condition=AutomationCondition.on_cron(system.rebuild_training_cron, "UTC"),
         freshness_policy=FreshnessPolicy.time_window(fail_window=dt.timedelta(days=8)),
     )
+    @retried_while_stores_are_unavailable
     def training_set(context: AssetExecutionContext, config: TrainingSetConfig, offline_store: OfflineStoreResource):
         store = offline_store.open()
         built = build_training_set(store, view, _as_of(context, system, view, config),
@@ -99,6 +101,7 @@ def training_set_asset(system: System, view: FeatureViewSpec) -> AssetsDefinitio
                 "version": version,
                 "new_version": changed,
                 "iceberg/snapshot_id": str(snapshot_id),
+                "commit_retries": store.commit_retries,
                 "input_snapshots": MetadataValue.json({k: str(v) for k, v in built.input_snapshots.items()}),
                 "as_of": built.as_of.isoformat(),
                 "first_event": built.first_time.isoformat(),

@@ -23,6 +23,11 @@ Write, audit, publish:
 3. publish quarantine, then raw: each moves main to its branch in one commit, only if main has not moved
    since the start (else PublishConflictError). If raw cannot publish, the quarantine's main is moved back.
 
+A commit lost to another writer (a run of other periods published first) redoes steps 1 to 3 from the new
+main heads (`OfflineStore.retry_conflicts`, counted in `store.commit_retries`): the judgement against published
+rows and the audit are made again on what is now published, so both runs land, and a period both delivered is
+replaced, never duplicated. The landing files are read once.
+
 Raw and quarantine cannot commit in one Iceberg transaction. A failure before the publishes leaves both
 tables as they were. A crash between the two publishes, or a failed move back (the quarantine's main moved
 meanwhile), leaves the quarantine ahead: this run's quarantine rows for periods whose raw rows are still the
@@ -114,12 +119,18 @@ def ingest(
     """Ingest every period of `time_range` delivered to the landing zone, all published at once or none.
 
     Raises LandingFileError or ContractError for unusable files, AuditError when the staged result fails
-    its audit, PublishConflictError when another write was published meanwhile (re-run to retry).
+    its audit, PublishConflictError when other writes kept publishing first through every retry.
     """
     starts = time_range.periods(step)
     delivered = [d for d in (_read_delivery(landing, spec, start, step) for start in starts) if d is not None]
     if not delivered:
         return IngestionResult(None, None, [_no_delivery(start) for start in starts])
+    return store.retry_conflicts(lambda: _write_audit_publish(store, spec, starts, delivered, step, allow_drop))
+
+
+def _write_audit_publish(store: OfflineStore, spec: SourceSpec, starts: list[dt.datetime],
+                         delivered: list[_Delivery], step: dt.timedelta, allow_drop: bool) -> IngestionResult:
+    """One attempt, from main's current heads."""
     base = store.base_snapshot(spec.table, spec.schema, spec.time_column)
     quarantine_base = store.base_snapshot(spec.quarantine_table, quarantine_schema(spec), LANDING_PERIOD)
     ranges = _contiguous([d.start for d in delivered], step)

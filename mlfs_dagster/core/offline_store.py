@@ -7,17 +7,28 @@ Reads push column selection and time filters into the scan, and hand Arrow to Du
 Write-audit-publish: `base_snapshot` gives main's head, `stage_ranges` writes on a branch forked from it,
 the caller audits the staged snapshot, then `publish` moves main to the branch's head, only if main has
 not moved since (pyiceberg 0.12 has no fast-forward, so the check is ours), or `discard` drops it.
+
+Concurrent writers of one table (runs of different partitions, where no pool serialises them) race for its
+catalog entry at each commit. A commit that lost is made again from the table's current metadata; a branch
+whose base main has left must be staged again, which `retry_conflicts` does for a caller's whole write
+(ingestion re-stages and re-audits). Each retry waits a growing, jittered pause and is counted in
+`commit_retries`, which the assets report. pyiceberg's own retry is turned off on our tables
+(`NO_PYICEBERG_RETRIES`): every retry is ours, bounded and counted.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import random
+import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property, reduce
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -28,7 +39,13 @@ from pyiceberg.transforms import DayTransform
 from sqlalchemy import make_url
 from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 
-from mlfs_dagster.core.storage import DEFAULT_S3, S3Options
+from mlfs_dagster.core.storage import (
+    DEFAULT_S3,
+    S3Options,
+    StoreAccessError,
+    StoreLocationError,
+    StoreUnavailableError,
+)
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table
@@ -73,10 +90,25 @@ def any_of(ranges: Sequence[TimeRange], column: str) -> BooleanExpression:
 
 # Snapshot summary property of a staged write: the main snapshot its branch was forked from.
 WAP_BASE = "mlfs.wap-base"
+NO_PYICEBERG_RETRIES = {"commit.retry.num-retries": "0"}  # table property: retries are `retry_conflicts`'s
+COMMIT_ATTEMPTS = 10  # K writers of one table need up to K attempts; the rest is margin for racing on
+FIRST_RETRY_WAIT = 0.1  # seconds, doubled at each retry up to MAX_RETRY_WAIT, with jitter
+MAX_RETRY_WAIT = 5.0
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
-class StoreUnavailableError(RuntimeError):
-    """A store's server refused or did not answer; the message names it (never its password). Retry later."""
+# How the catalog database (PostgreSQL, SQLite) and the warehouse (S3 through pyarrow, local files) say they
+# refused, and that nobody answered; any other failure is not the store's availability and is left as it is.
+_REFUSED = ("authentication failed", "role ", "permission denied", "pg_hba.conf", "readonly database",
+            "access_denied", "invalidaccesskeyid", "signaturedoesnotmatch", "forbidden", "read-only file system")
+_UNREACHABLE = ("network_connection", "connection refused", "could not connect", "timed out", "timeout",
+                "could not resolve", "server closed the connection")
+
+
+def _says(reason: str, words: tuple[str, ...]) -> bool:
+    return any(word in reason.lower() for word in words)
 
 
 class PublishConflictError(RuntimeError):
@@ -116,6 +148,7 @@ class OfflineStore:
         self.warehouse = warehouse
         self.catalog_name = catalog_name
         self.s3 = s3
+        self.commit_retries = 0  # commits this handle lost to another writer and made again
 
     @cached_property
     def catalog(self) -> SqlCatalog:
@@ -123,37 +156,115 @@ class OfflineStore:
             if "://" not in location:
                 Path(location).parent.mkdir(parents=True, exist_ok=True)
         properties = {"uri": self.catalog_uri, "warehouse": self.warehouse, **self.s3.iceberg_properties()}
+        with self._stores_named():
+            try:
+                catalog = SqlCatalog(self.catalog_name, **properties)
+            except DatabaseError as error:
+                if "already exists" not in str(error):
+                    raise
+                catalog = SqlCatalog(self.catalog_name, **properties)  # steps creating a new catalog: one wins
+        self._require_tables_in_warehouse(catalog)
+        return catalog
+
+    def _require_tables_in_warehouse(self, catalog: SqlCatalog) -> None:
+        """Iceberg metadata holds absolute paths: the catalog of a copied or moved MLFS_HOME still points to the
+        original's files. Refuse it before anything is read or written there."""
+        from sqlalchemy import text
+
+        with self._stores_named(), catalog.engine.connect() as connection:  # the Iceberg JDBC catalog's own table
+            rows = connection.execute(text("SELECT table_namespace, table_name, metadata_location FROM iceberg_tables "
+                                           "WHERE catalog_name = :name"), {"name": self.catalog_name}).all()
+        inside = self.warehouse.rstrip("/") + "/"
+        outside = [(f"{namespace}.{name}", location.split("/metadata/")[0])
+                   for namespace, name, location in rows if not location.startswith(inside)]
+        if outside:
+            table, location = outside[0]
+            raise StoreLocationError(
+                f"the Iceberg catalog at {make_url(self.catalog_uri)!r} lists {len(outside)} table(s) outside its "
+                f"warehouse {self.warehouse}, e.g. {table} at {location}: this MLFS_HOME was copied or moved from "
+                f"another (or MLFS_WAREHOUSE changed), and Iceberg metadata keeps the original's absolute paths, so "
+                f"nothing was read or written. Use the original home (or move this one back to where it was), or "
+                f"start this home afresh: remove its catalog and warehouse and materialize again.")
+
+    @contextmanager
+    def _stores_named(self) -> Iterator[None]:
+        """A failure of the catalog database or the warehouse raised as StoreUnavailableError or StoreAccessError,
+        naming which of the two (and its server), never a password. The driver's error is not chained: its first
+        line is in the message, and the innermost cause is what the run-failure report shows."""
         try:
-            return SqlCatalog(self.catalog_name, **properties)
-        except DatabaseError as error:
-            if "already exists" in str(error):  # parallel steps creating a new catalog's tables at once: one wins
-                return SqlCatalog(self.catalog_name, **properties)
-            if isinstance(error, OperationalError):  # the database refused or did not answer
-                raise StoreUnavailableError(f"the Iceberg catalog at {make_url(self.catalog_uri)!r} is unavailable: "
-                                            f"{str(error.orig).strip().splitlines()[0]}") from None
+            yield
+        except OperationalError as error:  # SQLAlchemy: the catalog database
+            reason = str(error.orig).strip().splitlines()[0]
+            store = f"the Iceberg catalog at {make_url(self.catalog_uri)!r}"
+            refused = _says(reason, _REFUSED)
+            kind = StoreAccessError if refused else StoreUnavailableError
+            raise kind(f"{store} {'refused access' if refused else 'is unavailable'}: {reason}") from None
+        except OSError as error:  # pyarrow: the warehouse's files
+            reason = str(error).strip().splitlines()[0]
+            server = f" on S3 at {self.s3.endpoint or 'AWS'}" if self.warehouse.startswith("s3://") else ""
+            store = f"the Iceberg warehouse {self.warehouse}{server}"
+            if _says(reason, _REFUSED):
+                raise StoreAccessError(f"{store} refused access: {reason}") from None
+            if _says(reason, _UNREACHABLE):
+                raise StoreUnavailableError(f"{store} is unavailable: {reason}") from None
             raise
 
     def table(self, identifier: str) -> Table:
-        return self.catalog.load_table(identifier)
+        with self._stores_named():
+            return self.catalog.load_table(identifier)
 
     def exists(self, identifier: str) -> bool:
-        return self.catalog.table_exists(identifier)
+        with self._stores_named():
+            return self.catalog.table_exists(identifier)
 
     def ensure_table(self, identifier: str, schema: pa.Schema, day_partition_column: str | None) -> Table:
-        """Create the table if missing, partitioned by day of `day_partition_column` when given."""
+        """Create the table if missing, partitioned by day of `day_partition_column` when given.
+
+        A commit race of a new table's first writers raises CommitFailedException: callers retry it.
+        """
         try:
-            return self.table(identifier)
+            table = self.table(identifier)
         except NoSuchTableError:
-            pass
-        try:
-            self.catalog.create_namespace_if_not_exists(identifier.rsplit(".", 1)[0])
-        except IntegrityError:  # a parallel step created it between pyiceberg's check and its insert
-            pass
-        table = self.catalog.create_table_if_not_exists(identifier, schema=schema)
+            try:
+                self.catalog.create_namespace_if_not_exists(identifier.rsplit(".", 1)[0])
+            except IntegrityError:  # a parallel step created it between pyiceberg's check and its insert
+                pass
+            table = self.catalog.create_table_if_not_exists(identifier, schema=schema, properties=NO_PYICEBERG_RETRIES)
         if day_partition_column and table.spec().is_unpartitioned():
             with table.update_spec() as spec:
                 spec.add_field(day_partition_column, DayTransform(), f"{day_partition_column}_day")
+        if not NO_PYICEBERG_RETRIES.items() <= table.properties.items():  # a table created before they were ours
+            with table.transaction() as transaction:
+                transaction.set_properties(NO_PYICEBERG_RETRIES)
         return self.table(identifier)
+
+    def retry_conflicts(self, write: Callable[[], T],
+                        conflicts: tuple[type[Exception], ...] = (CommitFailedException, PublishConflictError)) -> T:
+        """`write()`, made again when its commit lost a race with another writer's (CommitFailedException, or
+        PublishConflictError: main moved after staging), at most COMMIT_ATTEMPTS times in all.
+
+        `write` must start from main's head each time, so a retry re-stages (and its caller re-audits) on the
+        new base: different periods both land, and a period both wrote is replaced, never duplicated.
+        """
+        for attempt in range(1, COMMIT_ATTEMPTS):
+            try:
+                with self._stores_named():
+                    return write()
+            except conflicts as conflict:
+                self.commit_retries += 1
+                # full jitter: writers that collided once do not collide again in step
+                wait = random.uniform(0, min(FIRST_RETRY_WAIT * 2 ** (attempt - 1), MAX_RETRY_WAIT))
+                log.warning("commit lost to another writer (%s); attempt %d of %d in %.2f s",
+                            str(conflict).splitlines()[0], attempt + 1, COMMIT_ATTEMPTS, wait)
+                time.sleep(wait)
+        with self._stores_named():
+            return write()  # the last attempt: its conflict is the caller's
+
+    def _retry_commit(self, commit: Callable[[], T]) -> T:
+        """A commit redone from the table's current metadata when another commit landed first: right for
+        metadata changes, our private branches and whole-range overwrites. A PublishConflictError (main moved
+        under a staged branch) is the caller's to handle: its branch must be staged again."""
+        return self.retry_conflicts(commit, (CommitFailedException,))
 
     def replace_range(self, identifier: str, data: pa.Table, column: str, time_range: TimeRange) -> int:
         """Replace every row whose `column` falls in `time_range` with `data`, in one commit.
@@ -161,18 +272,21 @@ class OfflineStore:
         Returns the new snapshot id. Rows of `data` outside the range are a programming error.
         """
         _require_inside(data, column, [time_range])
-        table = self.ensure_table(identifier, data.schema, column)
-        return _overwrite(table, data, time_range.filter(column))
+        return self._retry_commit(
+            lambda: _overwrite(self.ensure_table(identifier, data.schema, column), data, time_range.filter(column)))
 
     def base_snapshot(self, identifier: str, schema: pa.Schema, day_partition_column: str | None) -> int:
         """Main's head: the snapshot a write-audit-publish run reads and stages on.
 
         A new table gets an empty first snapshot, since pyiceberg branches only from a snapshot.
         """
-        table = self.ensure_table(identifier, schema, day_partition_column)
-        if table.current_snapshot() is None:
-            table.append(_conform(schema.empty_table(), table))
-        return table.refresh().current_snapshot().snapshot_id
+        def head() -> int:
+            table = self.ensure_table(identifier, schema, day_partition_column)
+            if table.current_snapshot() is None:
+                table.append(_conform(schema.empty_table(), table))
+            return table.refresh().current_snapshot().snapshot_id
+
+        return self._retry_commit(head)
 
     def stage_ranges(
         self,
@@ -190,47 +304,52 @@ class OfflineStore:
         `properties` go into the staged snapshot's summary.
         """
         _require_inside(data, column, ranges)
-        table = self.table(identifier)
-        table.manage_snapshots().create_branch(base_snapshot_id, branch).commit()
+        self._retry_commit(lambda: self.table(identifier).manage_snapshots().create_branch(base_snapshot_id, branch)
+                           .commit())
         summary = {**(properties or {}), WAP_BASE: str(base_snapshot_id)}
-        return _overwrite(table, data, any_of(ranges, column), branch, summary)
+        return self._retry_commit(lambda: _overwrite(self.table(identifier), data, any_of(ranges, column), branch,
+                                                     summary))
 
     def publish(self, identifier: str, branch: str) -> int:
         """Make the staged `branch` main's head and remove the branch, in one commit; returns the snapshot id.
 
         Raises PublishConflictError, leaving main as it is, if main is no longer the branch's base.
         """
-        table = self.table(identifier)
-        staged = table.metadata.snapshot_by_name(branch)
-        if staged is None:
-            raise ValueError(f"{identifier} has no staged branch {branch}")
-        base = int(staged.summary[WAP_BASE])
-        _require_head(table, base, f"branch {branch} was staged on snapshot {base}")
-        try:  # the commit itself asserts main is still `base`, which closes the race after our check
+        def move_main() -> int:
+            table = self.table(identifier)
+            staged = table.metadata.snapshot_by_name(branch)
+            if staged is None:
+                raise ValueError(f"{identifier} has no staged branch {branch}")
+            base = int(staged.summary[WAP_BASE])
+            _require_head(table, base, f"branch {branch} was staged on snapshot {base}")
+            # the commit itself asserts main is still `base`, which closes the race after our check
             table.manage_snapshots().set_current_snapshot(staged.snapshot_id).remove_branch(branch).commit()
-        except CommitFailedException as error:
-            raise PublishConflictError(f"{identifier}: main moved while publishing: {error}") from error
-        return staged.snapshot_id
+            return staged.snapshot_id
+
+        return self._retry_commit(move_main)
 
     def discard(self, identifier: str, branch: str) -> None:
         """Remove a staged branch; main is untouched. Nothing to do if it is gone (published or discarded)."""
-        table = self.table(identifier)
-        if branch in table.refs():
-            table.manage_snapshots().remove_branch(branch).commit()
+        def remove() -> None:
+            table = self.table(identifier)
+            if branch in table.refs():
+                table.manage_snapshots().remove_branch(branch).commit()
+
+        self._retry_commit(remove)
 
     def unpublish(self, identifier: str, snapshot_id: int) -> int:
         """Move main from the published `snapshot_id` back to the base it was staged on; returns that base.
 
         Raises PublishConflictError, leaving main as it is, if main has moved past `snapshot_id`.
         """
-        table = self.table(identifier)
-        base = int(table.metadata.snapshot_by_id(snapshot_id).summary[WAP_BASE])
-        _require_head(table, snapshot_id, f"snapshot {snapshot_id} was published")
-        try:
+        def move_main_back() -> int:
+            table = self.table(identifier)
+            base = int(table.metadata.snapshot_by_id(snapshot_id).summary[WAP_BASE])
+            _require_head(table, snapshot_id, f"snapshot {snapshot_id} was published")
             table.manage_snapshots().set_current_snapshot(base).commit()
-        except CommitFailedException as error:
-            raise PublishConflictError(f"{identifier}: main moved while rolling back: {error}") from error
-        return base
+            return base
+
+        return self._retry_commit(move_main_back)
 
     def replace_all(self, identifier: str, data: pa.Table) -> int:
         """Replace the whole (unpartitioned) table with `data`, in one commit; returns the snapshot id.
@@ -238,8 +357,11 @@ class OfflineStore:
         Each snapshot is a complete version, so a column `data` no longer has is written as nulls; older
         versions keep their values, read by time travel.
         """
-        table = self.ensure_table(identifier, data.schema, None)
-        return _overwrite(table, _with_null_columns(data, table_schema(table)), AlwaysTrue())
+        def write() -> int:
+            table = self.ensure_table(identifier, data.schema, None)
+            return _overwrite(table, _with_null_columns(data, table_schema(table)), AlwaysTrue())
+
+        return self._retry_commit(write)
 
     def add_new_columns(self, identifier: str, schema: pa.Schema) -> None:
         """Iceberg schema evolution: add the columns of `schema` the table lacks; older rows read them as null."""
@@ -316,11 +438,12 @@ class OfflineStore:
                            table.metadata_location)
 
     def list_tables(self) -> list[str]:
-        return sorted(
-            ".".join(identifier)
-            for namespace in self.catalog.list_namespaces()
-            for identifier in self.catalog.list_tables(namespace)
-        )
+        with self._stores_named():
+            return sorted(
+                ".".join(identifier)
+                for namespace in self.catalog.list_namespaces()
+                for identifier in self.catalog.list_tables(namespace)
+            )
 
 
 def _overwrite(
@@ -333,8 +456,13 @@ def _overwrite(
     """Replace the rows matching `where` with `data` in one commit on `branch`; returns its new head."""
     with warnings.catch_warnings():  # nothing to delete is normal on a first run, not worth a warning
         warnings.filterwarnings("ignore", "Delete operation did not match any records")
-        table.overwrite(_conform(data, table), overwrite_filter=where, branch=branch,
-                        snapshot_properties=properties or {})
+        try:
+            table.overwrite(_conform(data, table), overwrite_filter=where, branch=branch,
+                            snapshot_properties=properties or {})
+        except ValueError as error:  # how pyiceberg's SQL catalog reports a snapshot that lost a commit race
+            if "older than last sequence number" in str(error):
+                raise CommitFailedException(f"{table.name()}: {error}") from error
+            raise
     return table.refresh().metadata.snapshot_by_name(branch).snapshot_id
 
 

@@ -9,6 +9,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+class StoreError(RuntimeError):
+    """A store could not be used; the message names it (never a secret) and says what to do."""
+
+
+class StoreUnavailableError(StoreError):
+    """A store's server did not answer. Retry later."""
+
+
+class StoreAccessError(StoreError):
+    """A store refused access (credentials, permissions, a read-only folder). Retrying does not help: fix the access."""
+
+
+class StoreLocationError(StoreError):
+    """A store's records point outside its own location (a copied or moved MLFS_HOME): using it would read or write
+    another home's files, so it is refused."""
+
+
 @dataclass(frozen=True)
 class S3Options:
     endpoint: str | None = None  # an S3-compatible server, e.g. http://127.0.0.1:9000; None: AWS itself
