@@ -1,16 +1,19 @@
-"""Point-in-time correct joins of a label spine with feature groups (DuckDB ASOF joins).
+"""Point-in-time correct joins of a label spine with feature groups: a sort-merge over int64 keys (numpy),
+with a DuckDB ASOF join for the groups it cannot take.
 
 For each spine row and each group: the latest feature row with the same entity keys and
 `event_time <= spine time`. Every spine row comes back exactly once and in its order, duplicates included;
 equal timestamps count; a null key matches nothing; with a TTL, rows older than `spine time - ttl` are
 ignored (both ends inclusive); where nothing matches the group's columns are null. A feature row from after
-the spine time can never be returned: the ASOF inequality is the only way rows are matched. A group without
-entity keys (`keys=()`) holds global features: every spine row gets the latest row as of its time.
+the spine time can never be returned: a row is only matched as the predecessor of the spine row's own
+(entity, time) key. A group without entity keys (`keys=()`) holds global features: every spine row gets the
+latest row as of its time.
 
 Times: spine and feature times may be dates (midnight UTC) or timestamps of any unit, naive (meaning UTC)
 or in any zone. Comparisons run on instants, every time floored to UTC microseconds first (DuckDB cannot
 subtract nanosecond instants): nanosecond inputs lose their sub-microsecond digits, so two times within
-the same microsecond compare as equal, and the TTL is counted in whole microseconds.
+the same microsecond compare as equal, and the TTL is counted in whole microseconds. A null time matches
+nothing.
 
 Ties: several feature rows with the same keys and event time resolve the same way whatever their input
 order: the latest `created_column` wins (nulls last), then the greatest values of the group's `columns`,
@@ -20,6 +23,14 @@ Result: the spine's columns exactly as passed (types, zones and values untouched
 `columns`, renamed `prefix + column`, and `<name>_event_time`, the UTC microsecond event time of the
 matched row. Feature columns have the types DuckDB returns (a zoned timestamp comes back in UTC). An
 output name that would appear twice raises ValueError before anything is computed.
+
+How: each group's entity keys become dense integer codes shared by both sides (integers by offset, other
+types by hashing), then one int64 per row, `code * span + time`. Features are sorted by it once, the spine
+rows are sorted by it and merged (`searchsorted`), so each spine row finds its predecessor; the TTL and
+the entity check are two comparisons on the matched key. Only rows tied on (keys, time) go through DuckDB,
+to pick their winner. A group whose key types differ between the two sides or cannot be hashed exactly
+(floats, nested), whose columns DuckDB would return in a type Arrow cannot cast to, or whose codes times
+time span overflow int64, is joined by a DuckDB ASOF join with the same rules instead.
 """
 
 from __future__ import annotations
@@ -34,10 +45,14 @@ import pyarrow.compute as pc
 
 from mlfs_dagster.core.engine import query
 
-# Internal columns of the query's inputs; the spine's own columns never go through DuckDB.
+# Internal columns of the DuckDB inputs; the spine's own columns never go through DuckDB.
 ROW_ID = "__pit_row"
 INSTANT = "__pit_time"
+SORT_KEY = "__pit_key"
 INSTANT_TYPE = pa.timestamp("us", "UTC")
+INT64_MAX = np.iinfo(np.int64).max
+# Codes of several key columns are folded into one; past this count they are made dense again.
+DENSE_CODES = 2**31
 
 
 @dataclass(frozen=True)
@@ -66,25 +81,21 @@ class FeatureJoin:
 
 
 def point_in_time_join(spine: pa.Table, spine_time: str, joins: Sequence[FeatureJoin]) -> pa.Table:
-    """The spine with each group's features as of each row's time, by the rules above, in one query."""
+    """The spine with each group's features as of each row's time, by the rules above."""
     _check_output_names(spine, joins)
     if not joins:
         return spine
-    tables = {"spine": _spine_input(spine, spine_time, joins)}
-    groups, selected, from_clause = [], [], "spine s"
-    for i, join in enumerate(joins):
-        alias = f"g{i}"
-        tables[f"{alias}_input"] = _feature_input(join)
-        groups.append(f"{alias} AS ({_latest_per_instant(join, f'{alias}_input')})")
-        on = [*(f"s.{_q(k)} = {alias}.{_q(k)}" for k in join.keys), f"s.{INSTANT} >= {alias}.{INSTANT}"]
-        from_clause += f" ASOF LEFT JOIN {alias} ON {' AND '.join(on)}"
-        selected += _selected_columns(join, alias)
-    sql = f"WITH {', '.join(groups)} SELECT {', '.join(selected)} FROM {from_clause} ORDER BY s.{ROW_ID}"
-    features = query(sql, tables)
+    spine_times = _instants(spine, spine_time)
+    merged = [_sort_merge_join(spine, spine_times, join) for join in joins]
+    left = [join for join, columns in zip(joins, merged, strict=True) if columns is None]
+    by_duckdb = _duckdb_join(spine, spine_times, left) if left else None
+    columns, names = [], []
+    for join, group_columns in zip(joins, merged, strict=True):
+        group_names = [*join.output_columns, join.matched_time_column]
+        columns += group_columns or [by_duckdb[name] for name in group_names]
+        names += group_names
     # One result row per spine row, in spine order: the spine's own arrays are reused as they are.
-    return pa.Table.from_arrays(
-        [*spine.columns, *features.columns], names=[*spine.column_names, *features.column_names]
-    )
+    return pa.Table.from_arrays([*spine.columns, *columns], names=[*spine.column_names, *names])
 
 
 def _check_output_names(spine: pa.Table, joins: Sequence[FeatureJoin]) -> None:
@@ -103,12 +114,185 @@ def _check_output_names(spine: pa.Table, joins: Sequence[FeatureJoin]) -> None:
         sources[column] = source
 
 
-def _spine_input(spine: pa.Table, spine_time: str, joins: Sequence[FeatureJoin]) -> pa.Table:
+# --- The sort-merge join ---
+
+
+def _sort_merge_join(spine: pa.Table, spine_times: pa.ChunkedArray, join: FeatureJoin) -> list | None:
+    """The group's result columns, or None where the sort-merge cannot give DuckDB's answer."""
+    types = _duckdb_types(join)
+    if types is None or not _hashable_keys(spine, join):
+        return None
+    rows = _matched_rows(spine, spine_times, join)
+    if rows is None:
+        return None
+    indices = pa.array(rows, mask=rows < 0)
+    matched = join.features.select(list(join.columns)).take(indices).cast(types)
+    times = _instants(join.features, join.time_column).take(indices)
+    return [*matched.columns, times]
+
+
+def _duckdb_types(join: FeatureJoin) -> pa.Schema | None:
+    """The types DuckDB returns the group's columns in, if Arrow can cast them so (it cannot, say, turn a
+    duration into DuckDB's interval)."""
+    empty = join.features.select(list(join.columns)).slice(0, 0)
+    types = query("SELECT * FROM empty", {"empty": empty}).schema
+    try:
+        empty.cast(types)
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
+        return None
+    return types
+
+
+def _hashable_keys(spine: pa.Table, join: FeatureJoin) -> bool:
+    """Keys of one type on both sides whose equal values are equal in DuckDB too (not floats: NaN, -0.0)."""
+    exact = (pa.types.is_integer, pa.types.is_string, pa.types.is_large_string, pa.types.is_binary,
+             pa.types.is_large_binary, pa.types.is_date, pa.types.is_timestamp, pa.types.is_boolean)
+    for key in join.keys:
+        key_type = join.features.schema.field(key).type
+        if spine.schema.field(key).type != key_type or not any(is_type(key_type) for is_type in exact):
+            return False
+    return True
+
+
+def _matched_rows(spine: pa.Table, spine_times: pa.ChunkedArray, join: FeatureJoin) -> np.ndarray | None:
+    """For each spine row, the number of its feature row, -1 if none; None if the sort keys overflow int64.
+
+    Sort key: `code * span + offset`, the offset of a time from the first feature time plus one (0 stands
+    for any time before it), so a spine row's predecessor among the sorted feature keys is its match if the
+    predecessor lies at or above its lower bound: its own entity's start, or its time minus the TTL.
+    """
+    feature_codes, spine_codes, code_count = _entity_codes(spine, join)
+    feature_micros = _micros(_instants(join.features, join.time_column), feature_codes)
+    spine_micros = _micros(spine_times, spine_codes)
+    candidates = np.flatnonzero(feature_codes >= 0)
+    if len(candidates) == 0:
+        return np.full(spine.num_rows, -1)
+    first, last = int(feature_micros[candidates].min()), int(feature_micros[candidates].max())
+    span = last - first + 2
+    if code_count * span > INT64_MAX:
+        return None
+    feature_keys = feature_codes[candidates] * span + (feature_micros[candidates] - first + 1)
+    order = np.argsort(feature_keys)
+    rows, keys = _without_tie_losers(join, candidates[order], feature_keys[order])
+
+    offsets = spine_micros - first + 1
+    entity_start = spine_codes * span  # negative for a code of -1, below every feature key
+    upper = entity_start + np.clip(offsets, 0, span - 1)
+    lower = entity_start
+    if join.ttl is not None:
+        lower = entity_start + np.clip(offsets - _as_micros(join.ttl), 0, span)
+    spine_order = np.argsort(upper)
+    at = np.searchsorted(keys, upper[spine_order], side="right") - 1
+    found = (at >= 0) & (keys[at] >= lower[spine_order])
+    matched = np.full(spine.num_rows, -1)
+    matched[spine_order] = np.where(found, rows[at], -1)
+    return matched
+
+
+def _entity_codes(spine: pa.Table, join: FeatureJoin) -> tuple[np.ndarray, np.ndarray, int]:
+    """Each row's entity as one int code shared by both sides, -1 for a null key (on the spine also for an
+    entity without feature rows), and the number of codes. No keys: one entity."""
+    feature_codes = np.zeros(join.features.num_rows, np.int64)
+    spine_codes = np.zeros(spine.num_rows, np.int64)
+    count = 1
+    for key in join.keys:
+        features, labels, values = _column_codes(join.features[key], spine[key])
+        feature_codes = np.where((feature_codes < 0) | (features < 0), -1, feature_codes * values + features)
+        spine_codes = np.where((spine_codes < 0) | (labels < 0), -1, spine_codes * values + labels)
+        count *= values
+        if count > DENSE_CODES:
+            feature_codes, spine_codes, count = _column_codes(_nullable(feature_codes), _nullable(spine_codes))
+    return feature_codes, spine_codes, count
+
+
+def _column_codes(features: pa.ChunkedArray, spine: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, int]:
+    """One key column as codes 0..count-1 on both sides, -1 for a null or a value no feature row has."""
+    if pa.types.is_integer(features.type) and not pa.types.is_uint64(features.type):
+        small = _integer_codes(features, spine)
+        if small is not None:
+            return small
+    encoded = pc.dictionary_encode(features)  # every chunk gets the same, whole dictionary
+    dictionary = encoded.chunk(0).dictionary if encoded.num_chunks else pa.array([], features.type)
+    feature_codes = pa.chunked_array([chunk.indices for chunk in encoded.chunks], pa.int32())
+    spine_codes = pc.index_in(spine, value_set=dictionary)
+    return _filled(feature_codes), _filled(spine_codes), len(dictionary)
+
+
+def _integer_codes(features: pa.ChunkedArray, spine: pa.ChunkedArray) -> tuple | None:
+    """Integers in a range not much wider than the rows need no hashing: the code is the value - minimum."""
+    low, high = (value.as_py() for value in pc.min_max(features).values())
+    if low is None or high - low > 4 * len(features):
+        return None
+
+    def codes(column: pa.ChunkedArray) -> np.ndarray:
+        # Values far outside the range wrap around in int64 but never into it, which is 4 rows per code wide.
+        offsets = pc.fill_null(column, low).cast(pa.int64()).to_numpy() - low
+        known = ~np.asarray(column.is_null()) & (offsets >= 0) & (offsets <= high - low)
+        return np.where(known, offsets, -1)
+
+    return codes(features), codes(spine), high - low + 1
+
+
+def _filled(codes: pa.ChunkedArray) -> np.ndarray:
+    return pc.fill_null(codes, -1).to_numpy().astype(np.int64)
+
+
+def _nullable(codes: np.ndarray) -> pa.ChunkedArray:
+    return pa.chunked_array([pa.array(codes, mask=codes < 0)])
+
+
+def _micros(times: pa.ChunkedArray, codes: np.ndarray) -> np.ndarray:
+    """Instants as int64 microseconds; a row whose time is null gets code -1, so it matches nothing."""
+    if times.null_count:
+        codes[np.asarray(times.is_null())] = -1
+    return pc.fill_null(times, 0).cast(pa.int64()).to_numpy()
+
+
+def _without_tie_losers(join: FeatureJoin, rows: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Of feature rows sharing a sort key (entity and instant), only the one the tie rules pick, by DuckDB."""
+    same = keys[1:] == keys[:-1]
+    if not same.any():
+        return rows, keys
+    tied = np.zeros(len(keys), bool)
+    tied[1:] |= same
+    tied[:-1] |= same
+    candidates = (
+        join.features.select(list(_tie_breakers(join)))
+        .take(rows[tied])
+        .append_column(SORT_KEY, pa.array(keys[tied]))
+        .append_column(ROW_ID, pa.array(rows[tied]))
+    )
+    winners = query(f"SELECT {ROW_ID} FROM ({_latest_per_instant(join, 'tied', [SORT_KEY])})", {"tied": candidates})
+    keep = ~tied
+    keep[tied] = np.isin(rows[tied], winners[ROW_ID].to_numpy())
+    return rows[keep], keys[keep]
+
+
+# --- The DuckDB ASOF join, for the groups the sort-merge cannot take ---
+
+
+def _duckdb_join(spine: pa.Table, spine_times: pa.ChunkedArray, joins: Sequence[FeatureJoin]) -> pa.Table:
+    """The groups' result columns from one query: ASOF joins on the keys and the instant, in spine order."""
+    tables = {"spine": _spine_input(spine, spine_times, joins)}
+    groups, selected, from_clause = [], [], "spine s"
+    for i, join in enumerate(joins):
+        alias = f"g{i}"
+        tables[f"{alias}_input"] = _feature_input(join)
+        partition = [*join.keys, INSTANT]
+        groups.append(f"{alias} AS ({_latest_per_instant(join, f'{alias}_input', partition)})")
+        on = [*(f"s.{_q(k)} = {alias}.{_q(k)}" for k in join.keys), f"s.{INSTANT} >= {alias}.{INSTANT}"]
+        from_clause += f" ASOF LEFT JOIN {alias} ON {' AND '.join(on)}"
+        selected += _selected_columns(join, alias)
+    sql = f"WITH {', '.join(groups)} SELECT {', '.join(selected)} FROM {from_clause} ORDER BY s.{ROW_ID}"
+    return query(sql, tables)
+
+
+def _spine_input(spine: pa.Table, spine_times: pa.ChunkedArray, joins: Sequence[FeatureJoin]) -> pa.Table:
     """Only what the join reads: the keys, the time as an instant, and the row number to restore order."""
     keys = list(dict.fromkeys(k for join in joins for k in join.keys))
     return (
         spine.select(keys)
-        .append_column(INSTANT, _instants(spine, spine_time))
+        .append_column(INSTANT, spine_times)
         .append_column(ROW_ID, pa.array(np.arange(spine.num_rows)))
     )
 
@@ -118,12 +302,12 @@ def _feature_input(join: FeatureJoin) -> pa.Table:
     return join.features.select(wanted).append_column(INSTANT, _instants(join.features, join.time_column))
 
 
-def _latest_per_instant(join: FeatureJoin, source: str) -> str:
-    """One feature row per key and instant, chosen by values only, so input order never matters."""
-    partition = ", ".join([*map(_q, join.keys), INSTANT])
+def _latest_per_instant(join: FeatureJoin, source: str, partition: Sequence[str]) -> str:
+    """One row per `partition` (keys and instant), chosen by values only, so input order never matters."""
     order = ", ".join(f"{_q(c)} DESC NULLS LAST" for c in _tie_breakers(join))
     order_by = f" ORDER BY {order}" if order else ""
-    return f"SELECT * FROM {source} QUALIFY row_number() OVER (PARTITION BY {partition}{order_by}) = 1"
+    over = f"PARTITION BY {', '.join(map(_q, partition))}{order_by}"
+    return f"SELECT * FROM {source} QUALIFY row_number() OVER ({over}) = 1"
 
 
 def _tie_breakers(join: FeatureJoin) -> tuple[str, ...]:
@@ -136,14 +320,17 @@ def _selected_columns(join: FeatureJoin, alias: str) -> list[str]:
     matched = f"{alias}.{INSTANT}"
     fresh = "TRUE"
     if join.ttl is not None:
-        fresh = f"s.{INSTANT} - {matched} <= INTERVAL {_micros(join.ttl)} MICROSECONDS"
+        fresh = f"s.{INSTANT} - {matched} <= INTERVAL {_as_micros(join.ttl)} MICROSECONDS"
     return [
         f"CASE WHEN {fresh} THEN {alias}.{_q(column)} END AS {_q(output)}"
         for column, output in zip(join.columns, join.output_columns, strict=True)
     ] + [f"CASE WHEN {fresh} THEN {matched} END AS {_q(join.matched_time_column)}"]
 
 
-def _micros(delta: dt.timedelta) -> int:
+# --- Shared ---
+
+
+def _as_micros(delta: dt.timedelta) -> int:
     return delta // dt.timedelta(microseconds=1)
 
 
