@@ -122,13 +122,13 @@ def _sort_merge_join(spine: pa.Table, spine_times: pa.ChunkedArray, join: Featur
     types = _duckdb_types(join)
     if types is None or not _hashable_keys(spine, join):
         return None
-    rows = _matched_rows(spine, spine_times, join)
+    feature_times = _instants(join.features, join.time_column)
+    rows = _matched_rows(spine, spine_times, join, feature_times)
     if rows is None:
         return None
     indices = pa.array(rows, mask=rows < 0)
     matched = join.features.select(list(join.columns)).take(indices).cast(types)
-    times = _instants(join.features, join.time_column).take(indices)
-    return [*matched.columns, times]
+    return [*matched.columns, feature_times.take(indices)]
 
 
 def _duckdb_types(join: FeatureJoin) -> pa.Schema | None:
@@ -154,37 +154,42 @@ def _hashable_keys(spine: pa.Table, join: FeatureJoin) -> bool:
     return True
 
 
-def _matched_rows(spine: pa.Table, spine_times: pa.ChunkedArray, join: FeatureJoin) -> np.ndarray | None:
+def _matched_rows(
+    spine: pa.Table, spine_times: pa.ChunkedArray, join: FeatureJoin, feature_times: pa.ChunkedArray
+) -> np.ndarray | None:
     """For each spine row, the number of its feature row, -1 if none; None if the sort keys overflow int64.
 
-    Sort key: `code * span + offset`, the offset of a time from the first feature time plus one (0 stands
-    for any time before it), so a spine row's predecessor among the sorted feature keys is its match if the
-    predecessor lies at or above its lower bound: its own entity's start, or its time minus the TTL.
+    Sort key: `code * span + offset`, where a time's offset counts from one before the first feature time
+    (0 stands for any time before it) and `span` holds every offset. A spine row's match is the predecessor
+    of its key among the sorted feature keys, if that lies at or above its entity's first key and, with a
+    TTL, at or above its time minus the TTL.
     """
     feature_codes, spine_codes, code_count = _entity_codes(spine, join)
-    feature_micros = _micros(_instants(join.features, join.time_column), feature_codes)
-    spine_micros = _micros(spine_times, spine_codes)
-    candidates = np.flatnonzero(feature_codes >= 0)
-    if len(candidates) == 0:
+    feature_micros, spine_micros = _micros(feature_times, feature_codes), _micros(spine_times, spine_codes)
+    rows = None if feature_codes.min(initial=0) >= 0 else np.flatnonzero(feature_codes >= 0)
+    if rows is not None:
+        feature_codes, feature_micros = feature_codes[rows], feature_micros[rows]
+    if len(feature_codes) == 0:
         return np.full(spine.num_rows, -1)
-    first, last = int(feature_micros[candidates].min()), int(feature_micros[candidates].max())
-    span = last - first + 2
+    before_first = int(feature_micros.min()) - 1
+    span = max(int(feature_micros.max()), int(spine_micros.max(initial=0))) - before_first + 1
     if code_count * span > INT64_MAX:
         return None
-    feature_keys = feature_codes[candidates] * span + (feature_micros[candidates] - first + 1)
-    order = np.argsort(feature_keys)
-    rows, keys = _without_tie_losers(join, candidates[order], feature_keys[order])
+    keys = feature_codes * span
+    keys += feature_micros - before_first
+    order = np.argsort(keys)
+    rows, keys = _without_tie_losers(join, order if rows is None else rows[order], keys[order])
 
-    offsets = spine_micros - first + 1
-    entity_start = spine_codes * span  # negative for a code of -1, below every feature key
-    upper = entity_start + np.clip(offsets, 0, span - 1)
-    lower = entity_start
-    if join.ttl is not None:
-        lower = entity_start + np.clip(offsets - _as_micros(join.ttl), 0, span)
+    upper = np.maximum(spine_micros - before_first, 0)
+    upper += spine_codes * span  # a code of -1 puts the row below every feature key
     spine_order = np.argsort(upper)
-    at = np.searchsorted(keys, upper[spine_order], side="right") - 1
-    found = (at >= 0) & (keys[at] >= lower[spine_order])
-    matched = np.full(spine.num_rows, -1)
+    upper = upper[spine_order]
+    lower = upper // span * span
+    if join.ttl is not None:
+        np.maximum(lower, upper - _as_micros(join.ttl), out=lower)
+    at = np.searchsorted(keys, upper, side="right") - 1
+    found = (at >= 0) & (keys[at] >= lower)
+    matched = np.empty(spine.num_rows, np.int64)
     matched[spine_order] = np.where(found, rows[at], -1)
     return matched
 
@@ -192,10 +197,10 @@ def _matched_rows(spine: pa.Table, spine_times: pa.ChunkedArray, join: FeatureJo
 def _entity_codes(spine: pa.Table, join: FeatureJoin) -> tuple[np.ndarray, np.ndarray, int]:
     """Each row's entity as one int code shared by both sides, -1 for a null key (on the spine also for an
     entity without feature rows), and the number of codes. No keys: one entity."""
-    feature_codes = np.zeros(join.features.num_rows, np.int64)
-    spine_codes = np.zeros(spine.num_rows, np.int64)
-    count = 1
-    for key in join.keys:
+    if not join.keys:
+        return np.zeros(join.features.num_rows, np.int64), np.zeros(spine.num_rows, np.int64), 1
+    feature_codes, spine_codes, count = _column_codes(join.features[join.keys[0]], spine[join.keys[0]])
+    for key in join.keys[1:]:
         features, labels, values = _column_codes(join.features[key], spine[key])
         feature_codes = np.where((feature_codes < 0) | (features < 0), -1, feature_codes * values + features)
         spine_codes = np.where((spine_codes < 0) | (labels < 0), -1, spine_codes * values + labels)
