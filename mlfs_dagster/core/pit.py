@@ -36,7 +36,9 @@ time span overflow int64, is joined by a DuckDB ASOF join with the same rules in
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,7 +88,9 @@ def point_in_time_join(spine: pa.Table, spine_time: str, joins: Sequence[Feature
     if not joins:
         return spine
     spine_times = _instants(spine, spine_time)
-    merged = [_sort_merge_join(spine, spine_times, join) for join in joins]
+    # Groups are independent and most of their work runs outside the GIL (numpy sorts, Arrow kernels).
+    with ThreadPoolExecutor(min(len(joins), os.cpu_count() or 1)) as pool:
+        merged = list(pool.map(lambda join: _sort_merge_join(spine, spine_times, join), joins))
     left = [join for join, columns in zip(joins, merged, strict=True) if columns is None]
     by_duckdb = _duckdb_join(spine, spine_times, left) if left else None
     columns, names = [], []
@@ -175,16 +179,13 @@ def _matched_rows(
     span = max(int(feature_micros.max()), int(spine_micros.max(initial=0))) - before_first + 1
     if code_count * span > INT64_MAX:
         return None
-    keys = feature_codes * span
-    keys += feature_micros - before_first
-    order = np.argsort(keys)
-    rows, keys = _without_tie_losers(join, order if rows is None else rows[order], keys[order])
-
-    upper = np.maximum(spine_micros - before_first, 0)
-    upper += spine_codes * span  # a code of -1 puts the row below every feature key
-    spine_order = np.argsort(upper)
-    upper = upper[spine_order]
-    lower = upper // span * span
+    # The two sorts are independent and numpy releases the GIL while sorting: run them side by side.
+    with ThreadPoolExecutor(2) as pool:
+        spine_side = pool.submit(_sorted_keys, spine_codes * span + np.maximum(spine_micros - before_first, 0))
+        order, keys = _sorted_keys(feature_codes * span + (feature_micros - before_first))
+        spine_order, upper = spine_side.result()
+    rows, keys = _without_tie_losers(join, order if rows is None else rows[order], keys)
+    lower = upper // span * span  # the entity's first key; a code of -1 is below every feature key
     if join.ttl is not None:
         np.maximum(lower, upper - _as_micros(join.ttl), out=lower)
     at = np.searchsorted(keys, upper, side="right") - 1
@@ -192,6 +193,11 @@ def _matched_rows(
     matched = np.empty(spine.num_rows, np.int64)
     matched[spine_order] = np.where(found, rows[at], -1)
     return matched
+
+
+def _sorted_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(keys)
+    return order, keys[order]
 
 
 def _entity_codes(spine: pa.Table, join: FeatureJoin) -> tuple[np.ndarray, np.ndarray, int]:
