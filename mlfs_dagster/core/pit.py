@@ -55,6 +55,8 @@ INSTANT_TYPE = pa.timestamp("us", "UTC")
 INT64_MAX = np.iinfo(np.int64).max
 # Codes of several key columns are folded into one; past this count they are made dense again.
 DENSE_CODES = 2**31
+# Keys per bucket when sorting: 32 k int64 keys and their positions fit in a core's cache.
+BUCKET_SIZE = 2**15
 
 
 @dataclass(frozen=True)
@@ -163,8 +165,9 @@ def _matched_rows(
 ) -> np.ndarray | None:
     """For each spine row, the number of its feature row, -1 if none; None if the sort keys overflow int64.
 
-    Sort key: `code * span + offset`, where a time's offset counts from one before the first feature time
-    (0 stands for any time before it) and `span` holds every offset. A spine row's match is the predecessor
+    Sort key: `(code + 1) * span + offset`, where a time's offset counts from one before the first feature
+    time (0 stands for any time before it) and `span` holds every offset; a code of -1 (no entity) puts a
+    spine row below every feature key. A spine row's match is the predecessor
     of its key among the sorted feature keys, if that lies at or above its entity's first key and, with a
     TTL, at or above its time minus the TTL.
     """
@@ -177,15 +180,13 @@ def _matched_rows(
         return np.full(spine.num_rows, -1)
     before_first = int(feature_micros.min()) - 1
     span = max(int(feature_micros.max()), int(spine_micros.max(initial=0))) - before_first + 1
-    if code_count * span > INT64_MAX:
+    if (code_count + 1) * span > INT64_MAX:
         return None
-    # The two sorts are independent and numpy releases the GIL while sorting: run them side by side.
-    with ThreadPoolExecutor(2) as pool:
-        spine_side = pool.submit(_sorted_keys, spine_codes * span + np.maximum(spine_micros - before_first, 0))
-        order, keys = _sorted_keys(feature_codes * span + (feature_micros - before_first))
-        spine_order, upper = spine_side.result()
+    spine_keys = (spine_codes + 1) * span + np.maximum(spine_micros - before_first, 0)
+    spine_order, upper = _sorted_keys(spine_keys)
+    order, keys = _sorted_keys((feature_codes + 1) * span + (feature_micros - before_first))
     rows, keys = _without_tie_losers(join, order if rows is None else rows[order], keys)
-    lower = upper // span * span  # the entity's first key; a code of -1 is below every feature key
+    lower = upper // span * span  # the entity's first key
     if join.ttl is not None:
         np.maximum(lower, upper - _as_micros(join.ttl), out=lower)
     at = np.searchsorted(keys, upper, side="right") - 1
@@ -196,8 +197,28 @@ def _matched_rows(
 
 
 def _sorted_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    order = np.argsort(keys)
-    return order, keys[order]
+    """The order that sorts non-negative keys, and the sorted keys.
+
+    Millions of keys sort about twice as fast in buckets that fit in the CPU cache as in one argsort: a
+    stable radix pass (numpy's sort of 16-bit ints) groups keys by their top bits, then each bucket is
+    sorted on its own.
+    """
+    bits = min(max(len(keys) // BUCKET_SIZE, 1).bit_length() - 1, 16)
+    if bits == 0:
+        order = np.argsort(keys)
+        return order, keys[order]
+    shift = max(int(keys.max()).bit_length() - bits, 0)
+    buckets = (keys >> shift).astype(np.uint16)
+    order = np.argsort(buckets, kind="stable")
+    keys = keys[order]
+    start = 0
+    for end in np.cumsum(np.bincount(buckets)).tolist():
+        if end - start > 1:
+            within = np.argsort(keys[start:end])
+            order[start:end] = order[start:end][within]
+            keys[start:end] = keys[start:end][within]
+        start = end
+    return order, keys
 
 
 def _entity_codes(spine: pa.Table, join: FeatureJoin) -> tuple[np.ndarray, np.ndarray, int]:
