@@ -75,7 +75,9 @@ def test_null_key_matches_nothing():
 def test_matched_feature_time_is_never_after_the_label():
     labels = spine([("A", at(h, m)) for h in range(7, 15) for m in (0, 30)])
     result = point_in_time_join(labels, "event_time", [join(FEATURES)]).to_pylist()
-    assert all(row["cards_event_time"] is None or row["cards_event_time"] <= row["event_time"] for row in result)
+    assert all(
+        row["cards_event_time"] is None or row["cards_event_time"] <= row["event_time"] for row in result
+    )
 
 
 def test_ttl_bounds_are_inclusive():
@@ -230,7 +232,13 @@ def test_a_prefix_renames_the_feature_columns_and_the_matched_time():
     merchants = FeatureJoin("merchants", merchant_features, ("card_id",), ("spend",), prefix="m_")
     result = point_in_time_join(spine([("A", at(12))]), "event_time", [join(FEATURES), merchants])
     assert result.column_names == [
-        "label_id", "card_id", "event_time", "spend", "cards_event_time", "m_spend", "m_merchants_event_time",
+        "label_id",
+        "card_id",
+        "event_time",
+        "spend",
+        "cards_event_time",
+        "m_spend",
+        "m_merchants_event_time",
     ]
     assert result.select(["spend", "m_spend"]).to_pylist() == [{"spend": 2.0, "m_spend": 7.0}]
 
@@ -322,17 +330,21 @@ def test_the_fallback_alone_passes_the_hand_made_cases(duckdb_only):
 
 
 def test_multi_column_keys_match_on_every_column(monkeypatch):
-    labels = pa.table({
-        "card_id": ["A", "A", "B", None, "A"],
-        "merchant_id": [1, 2, 1, 1, None],
-        "event_time": pa.array([at(12)] * 5, MICROS_UTC),
-    })
-    pairs = pa.table({
-        "card_id": ["A", "A", "B", "B", None],
-        "merchant_id": [1, 2, 2, 1, 1],
-        "event_time": pa.array([at(9), at(10), at(11), at(13), at(9)], MICROS_UTC),
-        "spend": [1.0, 2.0, 3.0, 4.0, 99.0],
-    })
+    labels = pa.table(
+        {
+            "card_id": ["A", "A", "B", None, "A"],
+            "merchant_id": [1, 2, 1, 1, None],
+            "event_time": pa.array([at(12)] * 5, MICROS_UTC),
+        }
+    )
+    pairs = pa.table(
+        {
+            "card_id": ["A", "A", "B", "B", None],
+            "merchant_id": [1, 2, 2, 1, 1],
+            "event_time": pa.array([at(9), at(10), at(11), at(13), at(9)], MICROS_UTC),
+            "spend": [1.0, 2.0, 3.0, 4.0, 99.0],
+        }
+    )
     group = FeatureJoin("pairs", pairs, ("card_id", "merchant_id"), ("spend",))
     assert both_ways(monkeypatch, labels, group)["spend"].to_pylist() == [1.0, 2.0, None, None, None]
 
@@ -345,11 +357,13 @@ def test_multi_column_keys_match_on_every_column(monkeypatch):
 def test_integer_keys_by_offset_or_by_hashing(monkeypatch, ids):
     a, b, c = ids
     labels = pa.table({"id": [a, b, c, None, 42], "event_time": pa.array([at(12)] * 5, MICROS_UTC)})
-    rows = pa.table({
-        "id": [a, b, b, 43],
-        "event_time": pa.array([at(9), at(10), at(11), at(9)], MICROS_UTC),
-        "spend": [1.0, 2.0, 3.0, 4.0],
-    })
+    rows = pa.table(
+        {
+            "id": [a, b, b, 43],
+            "event_time": pa.array([at(9), at(10), at(11), at(9)], MICROS_UTC),
+            "spend": [1.0, 2.0, 3.0, 4.0],
+        }
+    )
     group = FeatureJoin("ids", rows, ("id",), ("spend",))
     assert both_ways(monkeypatch, labels, group)["spend"].to_pylist() == [1.0, 3.0, None, None, None]
 
@@ -357,9 +371,7 @@ def test_integer_keys_by_offset_or_by_hashing(monkeypatch, ids):
 def test_null_times_match_nothing(monkeypatch):
     labels = spine([("A", at(12)), ("A", at(12))])
     labels = labels.set_column(2, "event_time", pa.array([at(12), None], MICROS_UTC))
-    with_null_time = FEATURES.set_column(
-        1, "event_time", pa.array([at(9), None, at(13), at(10)], MICROS_UTC)
-    )
+    with_null_time = FEATURES.set_column(1, "event_time", pa.array([at(9), None, at(13), at(10)], MICROS_UTC))
     assert both_ways(monkeypatch, labels, join(with_null_time))["spend"].to_pylist() == [1.0, None]
 
 
@@ -371,18 +383,20 @@ def test_empty_feature_table_and_empty_spine(monkeypatch):
 
 def test_feature_columns_come_back_in_the_types_duckdb_returns(monkeypatch):
     plus_two = pa.timestamp("us", "+02:00")
-    typed = pa.table({
-        "card_id": ["A", "A"],
-        "event_time": pa.array([at(9), at(11)], MICROS_UTC),
-        "large": pa.array(["x", "y"], pa.large_string()),
-        "category": pa.array(["x", "y"]).dictionary_encode(),
-        "zoned": pa.array([at(1), at(2)], plus_two),
-        "seconds": pa.array([at(1), at(2)], pa.timestamp("s", "UTC")),
-        "day": pa.array([dt.date(2026, 1, 1), None], pa.date64()),
-        "small": pa.array([1, None], pa.int8()),
-        "flag": [True, False],
-        "tags": [["a"], []],
-    })
+    typed = pa.table(
+        {
+            "card_id": ["A", "A"],
+            "event_time": pa.array([at(9), at(11)], MICROS_UTC),
+            "large": pa.array(["x", "y"], pa.large_string()),
+            "category": pa.array(["x", "y"]).dictionary_encode(),
+            "zoned": pa.array([at(1), at(2)], plus_two),
+            "seconds": pa.array([at(1), at(2)], pa.timestamp("s", "UTC")),
+            "day": pa.array([dt.date(2026, 1, 1), None], pa.date64()),
+            "small": pa.array([1, None], pa.int8()),
+            "flag": [True, False],
+            "tags": [["a"], []],
+        }
+    )
     columns = tuple(name for name in typed.column_names if name not in ("card_id", "event_time"))
     group = FeatureJoin("typed", typed, ("card_id",), columns)
     result = both_ways(monkeypatch, spine([("A", at(10)), ("A", at(12)), ("B", at(12))]), group)
@@ -394,8 +408,10 @@ def test_feature_columns_come_back_in_the_types_duckdb_returns(monkeypatch):
 def test_groups_the_sort_merge_cannot_take_fall_back_to_duckdb(monkeypatch):
     labels = pa.table({"id": pa.array([1, 2], pa.int32()), "event_time": pa.array([at(12)] * 2, MICROS_UTC)})
     rows = pa.table({"id": [1, 2], "event_time": pa.array([at(9), at(10)], MICROS_UTC), "spend": [1.0, 2.0]})
-    floats = pa.table({"id": [1.0, 2.0]}).append_column("event_time", rows["event_time"]).append_column(
-        "rate", pa.array([0.1, 0.2])
+    floats = (
+        pa.table({"id": [1.0, 2.0]})
+        .append_column("event_time", rows["event_time"])
+        .append_column("rate", pa.array([0.1, 0.2]))
     )
     merged = []
     monkeypatch.setattr(pit, "_matched_rows", _recording(pit._matched_rows, merged))
@@ -409,12 +425,17 @@ def test_groups_the_sort_merge_cannot_take_fall_back_to_duckdb(monkeypatch):
     )
     assert merged == []
     # DuckDB compares keys of different types after casting them to one type.
-    assert result.select(["spend", "rate"]).to_pylist() == [{"spend": 1.0, "rate": 0.1}, {"spend": 2.0, "rate": 0.2}]
+    assert result.select(["spend", "rate"]).to_pylist() == [
+        {"spend": 1.0, "rate": 0.1},
+        {"spend": 2.0, "rate": 0.2},
+    ]
 
 
 def test_keys_times_span_beyond_int64_fall_back_to_duckdb(monkeypatch):
     ids = np.arange(10_000)
-    far_apart = pa.array([dt.datetime(1, 1, 1, tzinfo=UTC), dt.datetime(9999, 1, 1, tzinfo=UTC)] * 5_000, MICROS_UTC)
+    far_apart = pa.array(
+        [dt.datetime(1, 1, 1, tzinfo=UTC), dt.datetime(9999, 1, 1, tzinfo=UTC)] * 5_000, MICROS_UTC
+    )
     rows = pa.table({"id": ids, "event_time": far_apart, "spend": ids.astype(float)})
     labels = pa.table({"id": [0, 1], "event_time": pa.array([at(12)] * 2, MICROS_UTC)})
     group = FeatureJoin("far", rows, ("id",), ("spend",))
@@ -438,7 +459,9 @@ def test_random_tables_with_ties_nulls_and_two_keys_agree_with_the_fallback(monk
         cards = pa.array(rng.choice(["A", "B", "C", "D"], rows), mask=rng.random(rows) < 0.05)
         shops = pa.array(rng.integers(0, 3, rows), mask=rng.random(rows) < 0.05)
         minutes = rng.integers(0, 240, rows)  # few distinct times: many ties and equal timestamps
-        times = pa.array((np.datetime64("2026-01-01") + minutes.astype("timedelta64[m]")).astype("datetime64[us]"))
+        times = pa.array(
+            (np.datetime64("2026-01-01") + minutes.astype("timedelta64[m]")).astype("datetime64[us]")
+        )
         return pa.table({"card_id": cards, "shop": shops, "event_time": times, **columns})
 
     features = table(
@@ -449,7 +472,9 @@ def test_random_tables_with_ties_nulls_and_two_keys_agree_with_the_fallback(monk
     labels = table(300).append_column("label", pa.array(np.arange(300)))
     groups = [
         FeatureJoin("pairs", features, ("card_id", "shop"), ("spend",), ttl=dt.timedelta(minutes=30)),
-        FeatureJoin("cards", features, ("card_id",), ("spend", "created"), created_column="created", prefix="c_"),
+        FeatureJoin(
+            "cards", features, ("card_id",), ("spend", "created"), created_column="created", prefix="c_"
+        ),
         FeatureJoin("global", features, (), ("spend",), ttl=dt.timedelta(minutes=5), prefix="g_"),
     ]
     result = both_ways(monkeypatch, labels, *groups)

@@ -151,8 +151,16 @@ def _duckdb_types(join: FeatureJoin) -> pa.Schema | None:
 
 def _hashable_keys(spine: pa.Table, join: FeatureJoin) -> bool:
     """Keys of one type on both sides whose equal values are equal in DuckDB too (not floats: NaN, -0.0)."""
-    exact = (pa.types.is_integer, pa.types.is_string, pa.types.is_large_string, pa.types.is_binary,
-             pa.types.is_large_binary, pa.types.is_date, pa.types.is_timestamp, pa.types.is_boolean)
+    exact = (
+        pa.types.is_integer,
+        pa.types.is_string,
+        pa.types.is_large_string,
+        pa.types.is_binary,
+        pa.types.is_large_binary,
+        pa.types.is_date,
+        pa.types.is_timestamp,
+        pa.types.is_boolean,
+    )
     for key in join.keys:
         key_type = join.features.schema.field(key).type
         if spine.schema.field(key).type != key_type or not any(is_type(key_type) for is_type in exact):
@@ -233,7 +241,9 @@ def _entity_codes(spine: pa.Table, join: FeatureJoin) -> tuple[np.ndarray, np.nd
         spine_codes = np.where((spine_codes < 0) | (labels < 0), -1, spine_codes * values + labels)
         count *= values
         if count > DENSE_CODES:
-            feature_codes, spine_codes, count = _column_codes(_nullable(feature_codes), _nullable(spine_codes))
+            feature_codes, spine_codes, count = _column_codes(
+                _nullable(feature_codes), _nullable(spine_codes)
+            )
     return feature_codes, spine_codes, count
 
 
@@ -280,7 +290,9 @@ def _micros(times: pa.ChunkedArray, codes: np.ndarray) -> np.ndarray:
     return pc.fill_null(times, 0).cast(pa.int64()).to_numpy()
 
 
-def _without_tie_losers(join: FeatureJoin, rows: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _without_tie_losers(
+    join: FeatureJoin, rows: np.ndarray, keys: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Of feature rows sharing a sort key (entity and instant), only the one the tie rules pick, by DuckDB."""
     same = keys[1:] == keys[:-1]
     if not same.any():
@@ -294,7 +306,9 @@ def _without_tie_losers(join: FeatureJoin, rows: np.ndarray, keys: np.ndarray) -
         .append_column(SORT_KEY, pa.array(keys[tied]))
         .append_column(ROW_ID, pa.array(rows[tied]))
     )
-    winners = query(f"SELECT {ROW_ID} FROM ({_latest_per_instant(join, 'tied', [SORT_KEY])})", {"tied": candidates})
+    winners = query(
+        f"SELECT {ROW_ID} FROM ({_latest_per_instant(join, 'tied', [SORT_KEY])})", {"tied": candidates}
+    )
     keep = ~tied
     keep[tied] = np.isin(rows[tied], winners[ROW_ID].to_numpy())
     return rows[keep], keys[keep]
