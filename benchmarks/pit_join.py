@@ -64,7 +64,8 @@ class Run:
     labels: int
     groups: tuple[Group, ...]
     feast: bool
-    repeats: int
+    repeats: int  # best of this many, ours and Feast
+    pandas_repeats: int  # 0: pandas is not run
 
 
 def full_runs() -> list[Run]:
@@ -76,7 +77,7 @@ def full_runs() -> list[Run]:
         Group("merchants", "merchant_id", 6_000_000, 50_000),
         Group("devices", "device_id", 4_000_000, 500_000),
     )
-    return [Run(1_000_000, one_group, feast=True, repeats=5), Run(10_000_000, three, feast=False, repeats=2)]
+    return [Run(1_000_000, one_group, True, repeats=5, pandas_repeats=3), Run(10_000_000, three, False, 3, 1)]
 
 
 def quick_runs() -> list[Run]:
@@ -86,18 +87,18 @@ def quick_runs() -> list[Run]:
         Group("devices", "device_id", 400_000, 50_000),
     )
     return [
-        Run(100_000, (Group("cards", "card_id", 200_000, 10_000),), feast=True, repeats=2),
-        Run(1_000_000, three, feast=False, repeats=2),
+        Run(100_000, (Group("cards", "card_id", 200_000, 10_000),), feast=True, repeats=2, pandas_repeats=1),
+        Run(1_000_000, three, feast=False, repeats=2, pandas_repeats=1),
     ]
 
 
 def stress_runs() -> list[Run]:
-    """Three groups of 20 M rows each, 60 M feature rows in all."""
+    """Three groups of 20 M rows each, 60 M feature rows in all: ours only (pandas would take many minutes)."""
     three = tuple(
         Group(name, key, 20_000_000, 1_000_000)
         for name, key in [("cards", "card_id"), ("merchants", "merchant_id"), ("devices", "device_id")]
     )
-    return [Run(10_000_000, three, feast=False, repeats=1)]
+    return [Run(10_000_000, three, feast=False, repeats=2, pandas_repeats=0)]
 
 
 # --- Synthetic tables ---
@@ -228,7 +229,7 @@ def engine_worker(engine: str, folder: Path, run: Run) -> None:
     inputs_memory = current_memory()
     join = ours if engine == "ours" else pandas_join
     best = float("inf")
-    for _ in range(run.repeats):
+    for _ in range(run.repeats if engine == "ours" else run.pandas_repeats):
         start = time.perf_counter()
         result = join(spine, features, run)
         best = min(best, time.perf_counter() - start)
@@ -302,13 +303,15 @@ def run_to_json(run: Run) -> dict:
     return {
         "labels": run.labels,
         "repeats": run.repeats,
+        "pandas_repeats": run.pandas_repeats,
         "feast": run.feast,
         "groups": [[g.name, g.key, g.rows, g.entities] for g in run.groups],
     }
 
 
 def run_from_json(data: dict) -> Run:
-    return Run(data["labels"], tuple(Group(*g) for g in data["groups"]), data["feast"], data["repeats"])
+    groups = tuple(Group(*g) for g in data["groups"])
+    return Run(data["labels"], groups, data["feast"], data["repeats"], data["pandas_repeats"])
 
 
 # --- Checks ---
@@ -360,8 +363,10 @@ def measure(run: Run, with_feast: bool, pandas_memory: int) -> Row:
             raise SystemExit(f"ours {ours_timing}")
         ours_result = pq.read_table(folder / "ours_result.parquet")
         checks = []
-        print("  pandas ...", flush=True)
-        pandas_timing = run_engine("pandas", folder, run, memory_limit=pandas_memory)
+        pandas_timing = "not run"
+        if run.pandas_repeats:
+            print("  pandas ...", flush=True)
+            pandas_timing = run_engine("pandas", folder, run, memory_limit=pandas_memory)
         if isinstance(pandas_timing, Timing):
             columns = [c for g in run.groups for c in (*value_columns(g), f"{g.name}_event_time")]
             rows = equal_rows(ours_result, pq.read_table(folder / "pandas_result.parquet"), columns)
@@ -371,9 +376,10 @@ def measure(run: Run, with_feast: bool, pandas_memory: int) -> Row:
             print("  Feast ...", flush=True)
             group = run.groups[0]
             feast_timing = run_feast(folder, group, run.repeats)
-            feast_result = pq.read_table(folder / "feast_result.parquet").sort_by("label_id")
-            rows = equal_rows(ours_result, feast_result, [f"{group.name}_value"])
-            checks.append(f"{rows:,} rows equal to Feast ({group.name}_value)")
+            if isinstance(feast_timing, Timing):
+                feast_result = pq.read_table(folder / "feast_result.parquet").sort_by("label_id")
+                rows = equal_rows(ours_result, feast_result, [f"{group.name}_value"])
+                checks.append(f"{rows:,} rows equal to Feast ({group.name}_value)")
         matched = int(ours_result[f"{run.groups[0].name}_value"].is_valid().to_numpy().sum())
         checks.append(f"{matched:,} of them matched in {run.groups[0].name}")
         return Row(run, ours_timing, feast_timing, pandas_timing, "; ".join(checks))
