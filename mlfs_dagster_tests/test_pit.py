@@ -368,6 +368,16 @@ def test_integer_keys_by_offset_or_by_hashing(monkeypatch, ids):
     assert both_ways(monkeypatch, labels, group)["spend"].to_pylist() == [1.0, 3.0, None, None, None]
 
 
+def test_integer_keys_far_outside_the_feature_range_match_nothing(monkeypatch):
+    top = 2**63 - 1
+    labels = pa.table({"id": [-(2**63), top, top - 2], "event_time": pa.array([at(12)] * 3, MICROS_UTC)})
+    rows = pa.table(
+        {"id": [top - 1, top], "event_time": pa.array([at(9)] * 2, MICROS_UTC), "spend": [1.0, 2.0]}
+    )
+    group = FeatureJoin("ids", rows, ("id",), ("spend",))
+    assert both_ways(monkeypatch, labels, group)["spend"].to_pylist() == [None, 2.0, None]
+
+
 def test_null_times_match_nothing(monkeypatch):
     labels = spine([("A", at(12)), ("A", at(12))])
     labels = labels.set_column(2, "event_time", pa.array([at(12), None], MICROS_UTC))

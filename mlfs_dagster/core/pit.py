@@ -24,13 +24,14 @@ Result: the spine's columns exactly as passed (types, zones and values untouched
 matched row. Feature columns have the types DuckDB returns (a zoned timestamp comes back in UTC). An
 output name that would appear twice raises ValueError before anything is computed.
 
-How: each group's entity keys become dense integer codes shared by both sides (integers by offset, other
-types by hashing), then one int64 per row, `code * span + time`. Features are sorted by it once, the spine
-rows are sorted by it and merged (`searchsorted`), so each spine row finds its predecessor; the TTL and
-the entity check are two comparisons on the matched key. Only rows tied on (keys, time) go through DuckDB,
-to pick their winner. A group whose key types differ between the two sides or cannot be hashed exactly
-(floats, nested), whose columns DuckDB would return in a type Arrow cannot cast to, or whose codes times
-time span overflow int64, is joined by a DuckDB ASOF join with the same rules instead.
+How: each group's entity keys become dense integer codes shared by both sides (small-range integers by
+offset, other values by hashing), then one int64 sort key per row, entity code then time. Feature and
+spine keys are sorted (in cache-sized buckets) and merged with `searchsorted`, so each spine row finds its
+predecessor; the entity and TTL checks are one comparison on the matched key. Only feature rows tied on
+(keys, time) go through DuckDB, to pick their winner. Groups are joined in parallel threads. A group whose
+key types differ between spine and features or cannot be hashed exactly (floats, nested types), whose
+columns DuckDB would return in a type Arrow cannot cast to, or whose codes times time span overflow int64,
+is joined by a DuckDB ASOF join under the same rules instead.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ def point_in_time_join(spine: pa.Table, spine_time: str, joins: Sequence[Feature
     columns, names = [], []
     for join, group_columns in zip(joins, merged, strict=True):
         group_names = [*join.output_columns, join.matched_time_column]
-        columns += group_columns or [by_duckdb[name] for name in group_names]
+        columns += [by_duckdb[name] for name in group_names] if group_columns is None else group_columns
         names += group_names
     # One result row per spine row, in spine order: the spine's own arrays are reused as they are.
     return pa.Table.from_arrays([*spine.columns, *columns], names=[*spine.column_names, *names])
@@ -175,9 +176,8 @@ def _matched_rows(
 
     Sort key: `(code + 1) * span + offset`, where a time's offset counts from one before the first feature
     time (0 stands for any time before it) and `span` holds every offset; a code of -1 (no entity) puts a
-    spine row below every feature key. A spine row's match is the predecessor
-    of its key among the sorted feature keys, if that lies at or above its entity's first key and, with a
-    TTL, at or above its time minus the TTL.
+    spine row below every feature key. A spine row's match is the predecessor of its key among the sorted
+    feature keys, if that lies at or above its entity's first key and, with a TTL, its time minus the TTL.
     """
     feature_codes, spine_codes, code_count = _entity_codes(spine, join)
     feature_micros, spine_micros = _micros(feature_times, feature_codes), _micros(spine_times, spine_codes)
@@ -267,10 +267,9 @@ def _integer_codes(features: pa.ChunkedArray, spine: pa.ChunkedArray) -> tuple |
         return None
 
     def codes(column: pa.ChunkedArray) -> np.ndarray:
-        # Values far outside the range wrap around in int64 but never into it, which is 4 rows per code wide.
-        offsets = pc.fill_null(column, low).cast(pa.int64()).to_numpy() - low
-        known = ~np.asarray(column.is_null()) & (offsets >= 0) & (offsets <= high - low)
-        return np.where(known, offsets, -1)
+        values = pc.fill_null(column, low).cast(pa.int64()).to_numpy()
+        known = (values >= low) & (values <= high) & ~np.asarray(column.is_null())
+        return np.where(known, values - low, -1)
 
     return codes(features), codes(spine), high - low + 1
 
