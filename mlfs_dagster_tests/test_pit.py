@@ -368,6 +368,34 @@ def test_integer_keys_by_offset_or_by_hashing(monkeypatch, ids):
     assert both_ways(monkeypatch, labels, group)["spend"].to_pylist() == [1.0, 3.0, None, None, None]
 
 
+@pytest.mark.parametrize(
+    ("key_type", "a", "b"),
+    [
+        (pa.large_string(), "A", "B"),
+        (pa.binary(), b"A", b"B"),
+        (pa.bool_(), True, False),
+        (pa.date32(), dt.date(2026, 1, 1), dt.date(2026, 1, 2)),
+        (pa.timestamp("ms", "UTC"), at(1), at(2)),
+        (pa.uint64(), 2**64 - 1, 0),
+    ],
+    ids=str,
+)
+def test_keys_of_every_hashable_type(monkeypatch, key_type, a, b):
+    labels = pa.table(
+        {"k": pa.array([a, b, None], key_type), "event_time": pa.array([at(12)] * 3, MICROS_UTC)}
+    )
+    rows = pa.table(
+        {
+            "k": pa.array([a, a, b], key_type),
+            "event_time": pa.array([at(9), at(11), at(13)], MICROS_UTC),
+            "spend": [1.0, 2.0, 3.0],
+        }
+    )
+    group = FeatureJoin("keyed", rows, ("k",), ("spend",))
+    assert pit._sort_merge_join(labels, pit._instants(labels, "event_time"), group) is not None
+    assert both_ways(monkeypatch, labels, group)["spend"].to_pylist() == [2.0, None, None]
+
+
 def test_integer_keys_far_outside_the_feature_range_match_nothing(monkeypatch):
     top = 2**63 - 1
     labels = pa.table({"id": [-(2**63), top, top - 2], "event_time": pa.array([at(12)] * 3, MICROS_UTC)})
