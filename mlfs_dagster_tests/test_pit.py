@@ -413,6 +413,13 @@ def test_null_times_match_nothing(monkeypatch):
     assert both_ways(monkeypatch, labels, join(with_null_time))["spend"].to_pylist() == [1.0, None]
 
 
+def test_a_group_without_columns_gives_its_matched_time(monkeypatch):
+    tied = features([("A", at(9), 1.0), ("A", at(9), 2.0), ("A", at(11), 3.0)])
+    group = FeatureJoin("seen", tied, ("card_id",), ())
+    result = both_ways(monkeypatch, spine([("A", at(10)), ("B", at(10))]), group)
+    assert result["seen_event_time"].to_pylist() == [at(9), None]
+
+
 def test_empty_feature_table_and_empty_spine(monkeypatch):
     nothing = FEATURES.slice(0, 0)
     assert both_ways(monkeypatch, spine([("A", at(12))]), join(nothing))["spend"].to_pylist() == [None]

@@ -142,6 +142,8 @@ def _duckdb_types(join: FeatureJoin) -> pa.Schema | None:
     """The types DuckDB returns the group's columns in, if Arrow can cast them so (it cannot, say, turn a
     duration into DuckDB's interval)."""
     empty = join.features.select(list(join.columns)).slice(0, 0)
+    if not join.columns:
+        return empty.schema
     types = query("SELECT * FROM empty", {"empty": empty}).schema
     try:
         empty.cast(types)
@@ -299,11 +301,10 @@ def _without_tie_losers(
     tied = np.zeros(len(keys), bool)
     tied[1:] |= same
     tied[:-1] |= same
-    candidates = (
-        join.features.select(list(_tie_breakers(join)))
-        .take(rows[tied])
-        .append_column(SORT_KEY, pa.array(keys[tied]))
-        .append_column(ROW_ID, pa.array(rows[tied]))
+    breakers = join.features.select(list(_tie_breakers(join))).take(rows[tied])
+    candidates = pa.Table.from_arrays(
+        [*breakers.columns, pa.array(keys[tied]), pa.array(rows[tied])],
+        names=[*breakers.column_names, SORT_KEY, ROW_ID],
     )
     winners = query(
         f"SELECT {ROW_ID} FROM ({_latest_per_instant(join, 'tied', [SORT_KEY])})", {"tied": candidates}
