@@ -12,7 +12,7 @@ on first use (pip, about a minute), and runs in a subprocess of that venv. This 
 subprocess's entry point (`--feast-worker`), so it imports no project module at top level.
 
     .venv/bin/python benchmarks/pit_join.py             # both runs, about 8 minutes
-    .venv/bin/python benchmarks/pit_join.py --quick     # smoke run: 100 k labels, then 1 M x 2 M rows
+    .venv/bin/python benchmarks/pit_join.py --quick     # smoke run: 100 k labels, then 1 M labels x 3 groups
     .venv/bin/python benchmarks/pit_join.py --no-feast  # without Feast (no venv, no subprocess)
 """
 
