@@ -9,6 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from mlfs_dagster.core import pit
 from mlfs_dagster.core.pit import FeatureJoin, point_in_time_join
 
 UTC = dt.UTC
@@ -74,7 +75,9 @@ def test_null_key_matches_nothing():
 def test_matched_feature_time_is_never_after_the_label():
     labels = spine([("A", at(h, m)) for h in range(7, 15) for m in (0, 30)])
     result = point_in_time_join(labels, "event_time", [join(FEATURES)]).to_pylist()
-    assert all(row["cards_event_time"] is None or row["cards_event_time"] <= row["event_time"] for row in result)
+    assert all(
+        row["cards_event_time"] is None or row["cards_event_time"] <= row["event_time"] for row in result
+    )
 
 
 def test_ttl_bounds_are_inclusive():
@@ -229,7 +232,13 @@ def test_a_prefix_renames_the_feature_columns_and_the_matched_time():
     merchants = FeatureJoin("merchants", merchant_features, ("card_id",), ("spend",), prefix="m_")
     result = point_in_time_join(spine([("A", at(12))]), "event_time", [join(FEATURES), merchants])
     assert result.column_names == [
-        "label_id", "card_id", "event_time", "spend", "cards_event_time", "m_spend", "m_merchants_event_time",
+        "label_id",
+        "card_id",
+        "event_time",
+        "spend",
+        "cards_event_time",
+        "m_spend",
+        "m_merchants_event_time",
     ]
     assert result.select(["spend", "m_spend"]).to_pylist() == [{"spend": 2.0, "m_spend": 7.0}]
 
@@ -293,3 +302,226 @@ def test_ties_resolve_the_same_whatever_the_input_order(created, winner):
         return tuple(result.select(["spend", "count"]).to_pylist()[0].items())
 
     assert {winner_of(rows) for rows in itertools.permutations(TIED_ROWS)} == {tuple(winner.items())}
+
+
+# --- The sort-merge join and its DuckDB fallback give the same answers ---
+
+
+@pytest.fixture
+def duckdb_only(monkeypatch):
+    """Every group joined by the DuckDB ASOF fallback, as if the sort-merge could take none."""
+    monkeypatch.setattr(pit, "_sort_merge_join", lambda spine, spine_times, join: None)
+
+
+def both_ways(monkeypatch, spine_table: pa.Table, *joins: FeatureJoin) -> pa.Table:
+    """The join by the sort-merge, checked equal (values and types) to the DuckDB fallback's."""
+    merged = point_in_time_join(spine_table, "event_time", joins)
+    with monkeypatch.context() as patch:
+        patch.setattr(pit, "_sort_merge_join", lambda spine, spine_times, join: None)
+        by_duckdb = point_in_time_join(spine_table, "event_time", joins)
+    assert merged.schema == by_duckdb.schema
+    assert merged.equals(by_duckdb)
+    return merged
+
+
+def test_the_fallback_alone_passes_the_hand_made_cases(duckdb_only):
+    labels = spine([("A", at(12)), ("A", at(10)), ("B", at(12)), ("A", at(8)), (None, at(12))])
+    assert spend_of(labels, join(FEATURES)) == [2.0, 1.0, 10.0, None, None]
+
+
+def test_multi_column_keys_match_on_every_column(monkeypatch):
+    labels = pa.table(
+        {
+            "card_id": ["A", "A", "B", None, "A"],
+            "merchant_id": [1, 2, 1, 1, None],
+            "event_time": pa.array([at(12)] * 5, MICROS_UTC),
+        }
+    )
+    pairs = pa.table(
+        {
+            "card_id": ["A", "A", "B", "B", None],
+            "merchant_id": [1, 2, 2, 1, 1],
+            "event_time": pa.array([at(9), at(10), at(11), at(13), at(9)], MICROS_UTC),
+            "spend": [1.0, 2.0, 3.0, 4.0, 99.0],
+        }
+    )
+    group = FeatureJoin("pairs", pairs, ("card_id", "merchant_id"), ("spend",))
+    assert both_ways(monkeypatch, labels, group)["spend"].to_pylist() == [1.0, 2.0, None, None, None]
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [[5, 6, 7], [-(2**62), 0, 2**62], [10**12, 10**12 + 1, 3]],
+    ids=["small range", "sparse range", "mixed"],
+)
+def test_integer_keys_by_offset_or_by_hashing(monkeypatch, ids):
+    a, b, c = ids
+    labels = pa.table({"id": [a, b, c, None, 42], "event_time": pa.array([at(12)] * 5, MICROS_UTC)})
+    rows = pa.table(
+        {
+            "id": [a, b, b, 43],
+            "event_time": pa.array([at(9), at(10), at(11), at(9)], MICROS_UTC),
+            "spend": [1.0, 2.0, 3.0, 4.0],
+        }
+    )
+    group = FeatureJoin("ids", rows, ("id",), ("spend",))
+    assert both_ways(monkeypatch, labels, group)["spend"].to_pylist() == [1.0, 3.0, None, None, None]
+
+
+@pytest.mark.parametrize(
+    ("key_type", "a", "b"),
+    [
+        (pa.large_string(), "A", "B"),
+        (pa.binary(), b"A", b"B"),
+        (pa.bool_(), True, False),
+        (pa.date32(), dt.date(2026, 1, 1), dt.date(2026, 1, 2)),
+        (pa.timestamp("ms", "UTC"), at(1), at(2)),
+        (pa.uint64(), 2**64 - 1, 0),
+    ],
+    ids=str,
+)
+def test_keys_of_every_hashable_type(monkeypatch, key_type, a, b):
+    labels = pa.table(
+        {"k": pa.array([a, b, None], key_type), "event_time": pa.array([at(12)] * 3, MICROS_UTC)}
+    )
+    rows = pa.table(
+        {
+            "k": pa.array([a, a, b], key_type),
+            "event_time": pa.array([at(9), at(11), at(13)], MICROS_UTC),
+            "spend": [1.0, 2.0, 3.0],
+        }
+    )
+    group = FeatureJoin("keyed", rows, ("k",), ("spend",))
+    assert pit._sort_merge_join(labels, pit._instants(labels, "event_time"), group) is not None
+    assert both_ways(monkeypatch, labels, group)["spend"].to_pylist() == [2.0, None, None]
+
+
+def test_integer_keys_far_outside_the_feature_range_match_nothing(monkeypatch):
+    top = 2**63 - 1
+    labels = pa.table({"id": [-(2**63), top, top - 2], "event_time": pa.array([at(12)] * 3, MICROS_UTC)})
+    rows = pa.table(
+        {"id": [top - 1, top], "event_time": pa.array([at(9)] * 2, MICROS_UTC), "spend": [1.0, 2.0]}
+    )
+    group = FeatureJoin("ids", rows, ("id",), ("spend",))
+    assert both_ways(monkeypatch, labels, group)["spend"].to_pylist() == [None, 2.0, None]
+
+
+def test_null_times_match_nothing(monkeypatch):
+    labels = spine([("A", at(12)), ("A", at(12))])
+    labels = labels.set_column(2, "event_time", pa.array([at(12), None], MICROS_UTC))
+    with_null_time = FEATURES.set_column(1, "event_time", pa.array([at(9), None, at(13), at(10)], MICROS_UTC))
+    assert both_ways(monkeypatch, labels, join(with_null_time))["spend"].to_pylist() == [1.0, None]
+
+
+def test_a_group_without_columns_gives_its_matched_time(monkeypatch):
+    tied = features([("A", at(9), 1.0), ("A", at(9), 2.0), ("A", at(11), 3.0)])
+    group = FeatureJoin("seen", tied, ("card_id",), ())
+    result = both_ways(monkeypatch, spine([("A", at(10)), ("B", at(10))]), group)
+    assert result["seen_event_time"].to_pylist() == [at(9), None]
+
+
+def test_empty_feature_table_and_empty_spine(monkeypatch):
+    nothing = FEATURES.slice(0, 0)
+    assert both_ways(monkeypatch, spine([("A", at(12))]), join(nothing))["spend"].to_pylist() == [None]
+    assert both_ways(monkeypatch, spine([]), join(FEATURES)).num_rows == 0
+
+
+def test_feature_columns_come_back_in_the_types_duckdb_returns(monkeypatch):
+    plus_two = pa.timestamp("us", "+02:00")
+    typed = pa.table(
+        {
+            "card_id": ["A", "A"],
+            "event_time": pa.array([at(9), at(11)], MICROS_UTC),
+            "large": pa.array(["x", "y"], pa.large_string()),
+            "category": pa.array(["x", "y"]).dictionary_encode(),
+            "zoned": pa.array([at(1), at(2)], plus_two),
+            "seconds": pa.array([at(1), at(2)], pa.timestamp("s", "UTC")),
+            "day": pa.array([dt.date(2026, 1, 1), None], pa.date64()),
+            "small": pa.array([1, None], pa.int8()),
+            "flag": [True, False],
+            "tags": [["a"], []],
+        }
+    )
+    columns = tuple(name for name in typed.column_names if name not in ("card_id", "event_time"))
+    group = FeatureJoin("typed", typed, ("card_id",), columns)
+    result = both_ways(monkeypatch, spine([("A", at(10)), ("A", at(12)), ("B", at(12))]), group)
+    assert result.schema.field("large").type == pa.string()
+    assert result.schema.field("zoned").type == pa.timestamp("us", "UTC")
+    assert result["large"].to_pylist() == ["x", "y", None]
+
+
+def test_groups_the_sort_merge_cannot_take_fall_back_to_duckdb(monkeypatch):
+    labels = pa.table({"id": pa.array([1, 2], pa.int32()), "event_time": pa.array([at(12)] * 2, MICROS_UTC)})
+    rows = pa.table({"id": [1, 2], "event_time": pa.array([at(9), at(10)], MICROS_UTC), "spend": [1.0, 2.0]})
+    floats = (
+        pa.table({"id": [1.0, 2.0]})
+        .append_column("event_time", rows["event_time"])
+        .append_column("rate", pa.array([0.1, 0.2]))
+    )
+    merged = []
+    monkeypatch.setattr(pit, "_matched_rows", _recording(pit._matched_rows, merged))
+    result = point_in_time_join(
+        labels,
+        "event_time",
+        [
+            FeatureJoin("int64s", rows, ("id",), ("spend",)),  # int32 on the spine: types differ
+            FeatureJoin("floats", floats, ("id",), ("rate",)),  # float keys: NaN and -0.0 rules differ
+        ],
+    )
+    assert merged == []
+    # DuckDB compares keys of different types after casting them to one type.
+    assert result.select(["spend", "rate"]).to_pylist() == [
+        {"spend": 1.0, "rate": 0.1},
+        {"spend": 2.0, "rate": 0.2},
+    ]
+
+
+def test_keys_times_span_beyond_int64_fall_back_to_duckdb(monkeypatch):
+    ids = np.arange(10_000)
+    far_apart = pa.array(
+        [dt.datetime(1, 1, 1, tzinfo=UTC), dt.datetime(9999, 1, 1, tzinfo=UTC)] * 5_000, MICROS_UTC
+    )
+    rows = pa.table({"id": ids, "event_time": far_apart, "spend": ids.astype(float)})
+    labels = pa.table({"id": [0, 1], "event_time": pa.array([at(12)] * 2, MICROS_UTC)})
+    group = FeatureJoin("far", rows, ("id",), ("spend",))
+    assert pit._matched_rows(labels, pit._instants(labels, "event_time"), group, rows["event_time"]) is None
+    assert both_ways(monkeypatch, labels, group)["spend"].to_pylist() == [0.0, None]
+
+
+def _recording(function, calls: list):
+    def recorded(*args):
+        calls.append(args[2].name)
+        return function(*args)
+
+    return recorded
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_tables_with_ties_nulls_and_two_keys_agree_with_the_fallback(monkeypatch, seed):
+    rng = np.random.default_rng(seed)
+
+    def table(rows: int, **columns) -> pa.Table:
+        cards = pa.array(rng.choice(["A", "B", "C", "D"], rows), mask=rng.random(rows) < 0.05)
+        shops = pa.array(rng.integers(0, 3, rows), mask=rng.random(rows) < 0.05)
+        minutes = rng.integers(0, 240, rows)  # few distinct times: many ties and equal timestamps
+        times = pa.array(
+            (np.datetime64("2026-01-01") + minutes.astype("timedelta64[m]")).astype("datetime64[us]")
+        )
+        return pa.table({"card_id": cards, "shop": shops, "event_time": times, **columns})
+
+    features = table(
+        400,
+        spend=pa.array(rng.integers(0, 5, 400).astype(float), mask=rng.random(400) < 0.1),
+        created=pa.array(rng.integers(0, 3, 400).astype("datetime64[s]"), mask=rng.random(400) < 0.2),
+    )
+    labels = table(300).append_column("label", pa.array(np.arange(300)))
+    groups = [
+        FeatureJoin("pairs", features, ("card_id", "shop"), ("spend",), ttl=dt.timedelta(minutes=30)),
+        FeatureJoin(
+            "cards", features, ("card_id",), ("spend", "created"), created_column="created", prefix="c_"
+        ),
+        FeatureJoin("global", features, (), ("spend",), ttl=dt.timedelta(minutes=5), prefix="g_"),
+    ]
+    result = both_ways(monkeypatch, labels, *groups)
+    assert result.select(labels.column_names).equals(labels)
+    assert 0 < result["spend"].null_count < result.num_rows
