@@ -175,3 +175,13 @@ def test_land_history_refuses_epoch_numbers_and_a_missing_time_column(tmp_path, 
         land_history(str(root), "src", "event_time", DAILY, str(path))
     with pytest.raises(LandingFileError, match="no time column 'when'"):
         land_history(str(root), "src", "when", DAILY, str(path))
+
+
+def test_an_unreachable_s3_landing_zone_is_named_as_unavailable_not_as_a_bad_file():
+    from mlfs_dagster.core.storage import S3Options, StoreUnavailableError
+
+    zone = LandingZone("s3://mlfs/landing", S3Options(endpoint="http://127.0.0.1:9", region="us-east-1"))
+
+    with pytest.raises(StoreUnavailableError, match=r"the landing zone s3://mlfs/landing on S3 at "
+                                                     r"http://127.0.0.1:9 is unavailable"):
+        zone.read_period("readings", dt.datetime(2026, 1, 1, tzinfo=dt.UTC), dt.timedelta(days=1))

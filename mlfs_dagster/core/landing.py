@@ -16,7 +16,8 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import PurePosixPath
@@ -69,13 +70,27 @@ class LandingZone:
         """
         fs, _ = self._fs_and_base
         folder = self.period_folder(source, start, step)
-        found = fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
+        with self._store_named():
+            found = fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
         files = sorted((f for f in found if f.type == pafs.FileType.File and _format(f.path)),
                        key=lambda f: f.path)
         formats = sorted({_format(f.path) for f in files})
         if len(formats) > 1:
             raise LandingFileError(f"{folder}/ mixes landing formats {formats}; use one format per period")
-        return [_read_file(fs, f, frozenset(text_columns)) for f in files]
+        with self._store_named():
+            return [_read_file(fs, f, frozenset(text_columns)) for f in files]
+
+    @contextmanager
+    def _store_named(self) -> Iterator[None]:
+        """An outage or a refusal is the landing zone's (StoreUnavailableError, retried; StoreAccessError), not a
+        bad file's: no file is judged malformed because the server did not answer."""
+        try:
+            yield
+        except (OSError, LandingFileError) as error:
+            cause = error.__cause__ if isinstance(error, LandingFileError) else error
+            if isinstance(cause, OSError) and (named := self.s3.file_store_error("the landing zone", self.root, cause)):
+                raise named from None
+            raise
 
     def write_period(
         self, source: str, start: dt.datetime, step: dt.timedelta, name: str, data: pa.Table

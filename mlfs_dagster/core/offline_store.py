@@ -41,10 +41,12 @@ from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 
 from mlfs_dagster.core.storage import (
     DEFAULT_S3,
+    REFUSED,
     S3Options,
     StoreAccessError,
     StoreLocationError,
     StoreUnavailableError,
+    says,
 )
 
 if TYPE_CHECKING:
@@ -101,16 +103,6 @@ log = logging.getLogger(__name__)
 
 # How the catalog database (PostgreSQL, SQLite) and the warehouse (S3 through pyarrow, local files) say they
 # refused, and that nobody answered; any other failure is not the store's availability and is left as it is.
-_REFUSED = ("authentication failed", "role ", "permission denied", "pg_hba.conf", "readonly database",
-            "access_denied", "invalidaccesskeyid", "signaturedoesnotmatch", "forbidden", "read-only file system")
-_UNREACHABLE = ("network_connection", "connection refused", "could not connect", "timed out", "timeout",
-                "could not resolve", "server closed the connection")
-
-
-def _says(reason: str, words: tuple[str, ...]) -> bool:
-    return any(word in reason.lower() for word in words)
-
-
 class PublishConflictError(RuntimeError):
     """Main moved after a branch was staged on it: publishing would drop that commit. Re-run to retry."""
 
@@ -196,17 +188,12 @@ class OfflineStore:
         except OperationalError as error:  # SQLAlchemy: the catalog database
             reason = str(error.orig).strip().splitlines()[0]
             store = f"the Iceberg catalog at {make_url(self.catalog_uri)!r}"
-            refused = _says(reason, _REFUSED)
+            refused = says(reason, REFUSED)
             kind = StoreAccessError if refused else StoreUnavailableError
             raise kind(f"{store} {'refused access' if refused else 'is unavailable'}: {reason}") from None
         except OSError as error:  # pyarrow: the warehouse's files
-            reason = str(error).strip().splitlines()[0]
-            server = f" on S3 at {self.s3.endpoint or 'AWS'}" if self.warehouse.startswith("s3://") else ""
-            store = f"the Iceberg warehouse {self.warehouse}{server}"
-            if _says(reason, _REFUSED):
-                raise StoreAccessError(f"{store} refused access: {reason}") from None
-            if _says(reason, _UNREACHABLE):
-                raise StoreUnavailableError(f"{store} is unavailable: {reason}") from None
+            if named := self.s3.file_store_error("the Iceberg warehouse", self.warehouse, error):
+                raise named from None
             raise
 
     def table(self, identifier: str) -> Table:
@@ -384,11 +371,12 @@ class OfflineStore:
             selected_fields=columns or ("*",),
             snapshot_id=snapshot_id,
         )
-        try:
-            return _without_large_types(scan.to_arrow())
-        except OSError as error:
-            _raise_if_files_missing(table, snapshot_id, error)
-            raise
+        with self._stores_named():
+            try:
+                return _without_large_types(scan.to_arrow())
+            except OSError as error:
+                _raise_if_files_missing(table, snapshot_id, error)
+                raise
 
     def read_batches(
         self,
@@ -407,8 +395,18 @@ class OfflineStore:
             selected_fields=columns,
             snapshot_id=snapshot_id,
         )
-        batches = scan.to_arrow_batch_reader()
-        return pa.RecordBatchReader.from_batches(batches.schema, _naming_missing_files(batches, table, snapshot_id))
+        with self._stores_named():
+            batches = scan.to_arrow_batch_reader()
+        return pa.RecordBatchReader.from_batches(batches.schema, self._named_failures(batches, table, snapshot_id))
+
+    def _named_failures(self, batches: pa.RecordBatchReader, table: Table, snapshot_id: int | None):
+        """The batches, a failure while streaming them named: a data file gone, or the store that failed."""
+        with self._stores_named():
+            try:
+                yield from batches
+            except OSError as error:
+                _raise_if_files_missing(table, snapshot_id, error)
+                raise
 
     def read_range(
         self, identifier: str, column: str, time_range: TimeRange, columns: tuple[str, ...] | None = None
@@ -534,14 +532,6 @@ def _without_large_types(data: pa.Table) -> pa.Table:
         for f in data.schema
     ]
     return data.cast(pa.schema(fields))
-
-
-def _naming_missing_files(batches: pa.RecordBatchReader, table: Table, snapshot_id: int | None):
-    try:
-        yield from batches
-    except OSError as error:
-        _raise_if_files_missing(table, snapshot_id, error)
-        raise
 
 
 def _raise_if_files_missing(table: Table, snapshot_id: int | None, error: OSError) -> None:

@@ -8,6 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Words of driver and server errors (psycopg2, sqlite, pyarrow's S3 and local files) that say what failed.
+REFUSED = ("authentication failed", "role ", "permission denied", "pg_hba.conf", "readonly database",
+           "access_denied", "invalidaccesskeyid", "signaturedoesnotmatch", "forbidden", "read-only file system")
+UNREACHABLE = ("network_connection", "connection refused", "could not connect", "timed out", "timeout",
+               "could not resolve", "server closed the connection")
+
+
+def says(reason: str, words: tuple[str, ...]) -> bool:
+    return any(word in reason.lower() for word in words)
+
 
 class StoreError(RuntimeError):
     """A store could not be used; the message names it (never a secret) and says what to do."""
@@ -45,6 +55,20 @@ class S3Options:
     def iceberg_properties(self) -> dict[str, str]:
         """pyiceberg FileIO properties for tables under an s3:// warehouse."""
         return {key: value for key, value in (("s3.endpoint", self.endpoint), ("s3.region", self.region)) if value}
+
+    def describe(self, uri: str) -> str:
+        """`uri` with the server holding it, as errors name a store."""
+        return f"{uri} on S3 at {self.endpoint or 'AWS'}" if uri.startswith("s3://") else uri
+
+    def file_store_error(self, store: str, uri: str, error: OSError) -> StoreError | None:
+        """A filesystem error of `store` at `uri` that refused access or got no answer, named; None otherwise
+        (a missing or malformed file is the caller's to explain)."""
+        reason = str(error).strip().splitlines()[0]
+        if says(reason, REFUSED):
+            return StoreAccessError(f"{store} {self.describe(uri)} refused access: {reason}")
+        if says(reason, UNREACHABLE):
+            return StoreUnavailableError(f"{store} {self.describe(uri)} is unavailable: {reason}")
+        return None
 
 
 DEFAULT_S3 = S3Options()  # AWS itself, with the client's own region resolution
