@@ -18,6 +18,8 @@ from card_fraud.simulator import SimulationConfig, simulate  # noqa: E402
 from card_fraud.system import SYSTEM  # noqa: E402
 from mlfs_dagster.settings import Settings, use_home  # noqa: E402
 
+pytest_plugins = ["mlfs_dagster_tests.servers"]  # PostgreSQL databases and S3 servers for the tests that need them
+
 START = SYSTEM.start
 DAYS = 75  # labels are final after 30 days and merchant rates need 29: 16 days of training examples
 

@@ -13,7 +13,6 @@ import pytest
 
 from mlfs_dagster.core.offline_store import OfflineStore, TimeRange
 from mlfs_dagster.settings import PROJECT_ROOT
-from mlfs_dagster_tests.test_production import s3_server  # noqa: F401 (fixture)
 
 BIN = Path(sys.executable).parent
 UNREACHABLE_REGISTRY = ("Failed to fetch", "error sending request", "dns error", "Connection refused")
@@ -47,7 +46,7 @@ def test_duckdb_reads_the_tables_the_pipelines_wrote(world):
     assert rows["amount"] == pytest.approx(pc.sum(transactions["amount"]).as_py(), rel=1e-12)
 
 
-def test_duckdb_reads_a_warehouse_on_s3_with_the_pipelines_aws_variables(s3_server, tmp_path):  # noqa: F811
+def test_duckdb_reads_a_warehouse_on_s3_with_the_pipelines_aws_variables(s3_server, tmp_path):
     store = OfflineStore(f"sqlite:///{tmp_path}/catalog.db", "s3://mlfs/engines", s3=s3_server)
     times = [dt.datetime(2026, 1, 1, hour, tzinfo=dt.UTC) for hour in range(24)]
     store.replace_range("engines.readings", pa.table({"event_time": times, "kwh": [float(h) for h in range(24)]}),

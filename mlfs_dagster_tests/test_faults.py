@@ -22,7 +22,14 @@ from pathlib import Path
 import pyarrow.fs as pafs
 import pytest
 import yaml
-from dagster import AssetSelection, DagsterEventType, DagsterInstance, DagsterRunStatus, RetryPolicy, materialize
+from dagster import (
+    AssetSelection,
+    DagsterEventType,
+    DagsterInstance,
+    DagsterRunStatus,
+    RetryPolicy,
+    materialize,
+)
 from sqlalchemy import make_url
 
 from mlfs_dagster.builders import build_definitions
@@ -32,7 +39,7 @@ from mlfs_dagster.resources import LandingZoneResource, OfflineStoreResource
 from mlfs_dagster.settings import PROJECT_ROOT
 from mlfs_dagster_tests.meters import generator
 from mlfs_dagster_tests.meters.system import SYSTEM as METERS
-from mlfs_dagster_tests.test_production import postgres_databases, s3_server  # noqa: F401 (fixtures)
+from mlfs_dagster_tests.servers import POSTGRES, endpoint, free_port
 
 DEFINITIONS = """from mlfs_dagster.builders import build_definitions
 from mlfs_dagster_tests.meters.system import SYSTEM
@@ -150,7 +157,7 @@ def _run_partition(instance_overrides: dict, resources: dict, hour: int) -> None
 
 
 def test_concurrent_runs_of_the_same_tables_all_land_once_on_postgresql_and_s3_with_their_retries_reported(
-        postgres_databases, s3_server, tmp_path):  # noqa: F811
+        postgres_databases, s3_server, tmp_path):
     import multiprocessing
 
     from dagster._core.test_utils import instance_for_test
@@ -216,30 +223,6 @@ def _root_cause(result, instance: DagsterInstance) -> str:
                       .for_run_failure())
 
 
-@pytest.fixture
-def moto_s3(monkeypatch):
-    """A moto S3 server on a loopback port of its own, with the bucket `mlfs`; yields the server."""
-    import logging
-
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    from mlfs_dagster_tests.test_production import _free_port
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "mlfs-test")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "mlfs-test-secret")
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=_free_port(), verbose=False)
-    server.start()
-    boto3.client("s3", endpoint_url=_endpoint(server), region_name="us-east-1").create_bucket(Bucket="mlfs")
-    yield server
-    server.stop()
-
-
-def _endpoint(server) -> str:
-    return "http://{}:{}".format(*server.get_host_and_port())
-
-
 def _s3_warehouse(tmp_path: Path, endpoint: str, catalog_uri: str | None = None) -> OfflineStoreResource:
     return OfflineStoreResource(catalog_uri=catalog_uri or f"sqlite:///{tmp_path}/catalog.db",
                                 warehouse="s3://mlfs/warehouse", s3_endpoint=endpoint, s3_region="us-east-1")
@@ -264,10 +247,10 @@ def test_an_unavailable_s3_fails_the_step_naming_it_and_the_retry_succeeds_once_
 
     monkeypatch.setattr(common, "STORE_OUTAGE_RETRIES", RetryPolicy(max_retries=1, delay=1))
     generator.generate(tmp_path / "landing", METERS.start, 1)
-    endpoint, port = _endpoint(moto_s3), moto_s3.get_host_and_port()[1]
+    address, port = endpoint(moto_s3), moto_s3.get_host_and_port()[1]
     moto_s3.stop()  # moto keeps its buckets in this process: a restarted server serves them again
-    store = _s3_warehouse(tmp_path, endpoint)
-    named = f"the Iceberg warehouse s3://mlfs/warehouse on S3 at {endpoint} is unavailable"
+    store = _s3_warehouse(tmp_path, address)
+    named = f"the Iceberg warehouse s3://mlfs/warehouse on S3 at {address} is unavailable"
 
     instance = DagsterInstance.ephemeral()
     down = _raw_readings_run(store, tmp_path / "landing", instance)  # down through the retry too: the run fails
@@ -289,22 +272,21 @@ def test_an_unavailable_s3_fails_the_step_naming_it_and_the_retry_succeeds_once_
 
 
 def test_bad_credentials_fail_at_once_naming_the_store_that_refused_and_no_secret_is_logged(
-        moto_s3, postgres_databases, tmp_path, monkeypatch, capfd):  # noqa: F811
+        moto_s3, postgres_databases, tmp_path, monkeypatch, capfd):
     from moto.core.authorization import enable_iam_authentication
 
-    from mlfs_dagster_tests.test_production import POSTGRES
 
     generator.generate(tmp_path / "landing", METERS.start, 1)
     s3_secret, pg_secret = "s3-secret-a1b2c3", "pg-secret-d4e5f6"
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAUNKNOWNKEY")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_secret)
     with enable_iam_authentication():  # moto now checks every request's key, as S3 does
-        s3_refused = _raw_readings_run(_s3_warehouse(tmp_path, _endpoint(moto_s3)), tmp_path / "landing")
+        s3_refused = _raw_readings_run(_s3_warehouse(tmp_path, endpoint(moto_s3)), tmp_path / "landing")
     database = postgres_databases("catalog").rsplit("/", 1)[1]
     wrong_role = POSTGRES.replace("://postgres@", f"://intruder:{pg_secret}@") + f"/{database}"
-    pg_refused = _raw_readings_run(_s3_warehouse(tmp_path, _endpoint(moto_s3), wrong_role), tmp_path / "landing")
+    pg_refused = _raw_readings_run(_s3_warehouse(tmp_path, endpoint(moto_s3), wrong_role), tmp_path / "landing")
 
-    named = {s3_refused: f"the Iceberg warehouse s3://mlfs/warehouse on S3 at {_endpoint(moto_s3)} refused access",
+    named = {s3_refused: f"the Iceberg warehouse s3://mlfs/warehouse on S3 at {endpoint(moto_s3)} refused access",
              pg_refused: f"the Iceberg catalog at {wrong_role.replace(pg_secret, '***')} refused access"}
     for run, store in named.items():
         assert not run.success
@@ -465,7 +447,6 @@ class _ToPostgres(socketserver.BaseRequestHandler):
     """Pipes a connection to the PostgreSQL server under test, both ways, until either side closes."""
 
     def handle(self) -> None:
-        from mlfs_dagster_tests.test_production import POSTGRES
 
         postgres = make_url(POSTGRES)
         with socket.create_connection((postgres.host, postgres.port or 5432)) as server:
@@ -479,12 +460,11 @@ class _ToPostgres(socketserver.BaseRequestHandler):
 
 
 def test_an_unavailable_catalog_database_fails_the_step_naming_it_and_the_retry_succeeds_once_it_is_back(
-        postgres_databases, tmp_path, monkeypatch):  # noqa: F811
+        postgres_databases, tmp_path, monkeypatch):
     from mlfs_dagster.builders import common
-    from mlfs_dagster_tests.test_production import _free_port
 
     generator.generate(tmp_path / "landing", METERS.start, 1)
-    port = _free_port()  # PostgreSQL behind a port of its own, where nothing listens yet: the database is down
+    port = free_port()  # PostgreSQL behind a port of its own, where nothing listens yet: the database is down
     catalog = make_url(postgres_databases("catalog")).set(host="127.0.0.1", port=port)
     store = OfflineStoreResource(catalog_uri=catalog.render_as_string(), warehouse=f"file://{tmp_path}/warehouse")
     named = f"the Iceberg catalog at {catalog!r} is unavailable"

@@ -237,7 +237,6 @@ def test_the_meters_systems_maintenance_asset_runs_in_dagster_and_reports_files_
 
 
 def test_a_data_file_deleted_by_hand_is_named_on_read_and_mlfs_offers_the_way_back(tmp_path, monkeypatch, capsys):
-    from dagster import AssetSelection
 
     from mlfs_dagster.cli import main
     from mlfs_dagster.core.offline_store import MissingDataFileError
@@ -258,7 +257,7 @@ def test_a_data_file_deleted_by_hand_is_named_on_read_and_mlfs_offers_the_way_ba
     with pytest.raises(Exception, match="no longer exist"):  # streamed into DuckDB, the same message
         import duckdb
 
-        batches = store.read_batches(table, ("meter_id",))
+        batches = store.read_batches(table, ("meter_id",))  # noqa: F841 (DuckDB reads the local by its name)
         duckdb.sql("select count(*) from batches").fetchall()
 
     workspace = tmp_path / "workspace.yaml"

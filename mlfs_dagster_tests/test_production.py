@@ -25,65 +25,9 @@ from mlfs_dagster.resources import LandingZoneResource, OfflineStoreResource
 from mlfs_dagster.settings import PROJECT_ROOT, Settings, with_driver
 from mlfs_dagster_tests.meters import generator
 from mlfs_dagster_tests.meters.system import SYSTEM as METERS
+from mlfs_dagster_tests.servers import POSTGRES, admin_connection, free_port
 
-POSTGRES = os.environ.get("MLFS_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432")
 HOURS = 6
-
-
-def _admin_connection():
-    import psycopg2
-
-    try:
-        connection = psycopg2.connect(POSTGRES.replace("+psycopg2", "") + "/postgres", connect_timeout=3)
-    except psycopg2.OperationalError as error:
-        pytest.skip(f"no PostgreSQL server at {POSTGRES} ({str(error).strip().splitlines()[0]}): "
-                    "set MLFS_TEST_POSTGRES to run the production-storage tests")
-    connection.autocommit = True
-    return connection
-
-
-@pytest.fixture
-def postgres_databases():
-    """A factory of fresh PostgreSQL databases, each dropped after the test."""
-    connection, created = _admin_connection(), []
-
-    def create(purpose: str) -> str:
-        name = f"mlfs_test_{purpose}_{uuid.uuid4().hex[:8]}"
-        with connection.cursor() as cursor:
-            cursor.execute(f'CREATE DATABASE "{name}"')
-        created.append(name)
-        return f"{POSTGRES}/{name}"
-
-    yield create
-    with connection.cursor() as cursor:
-        for name in created:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    connection.close()
-
-
-@pytest.fixture(scope="module")
-def s3_server():
-    """A moto S3 server on a free loopback port, with a bucket; credentials through the environment only."""
-    import logging
-
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
-    os.environ.update(AWS_ACCESS_KEY_ID="mlfs-test", AWS_SECRET_ACCESS_KEY="mlfs-test-secret")
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="mlfs")
-    yield S3Options(endpoint=endpoint, region="us-east-1")
-    server.stop()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
 
 
 def _meters_landing(tmp_path: Path) -> Path:
@@ -217,12 +161,12 @@ def mlflow_server(s3_server, tmp_path_factory):
     import boto3
     import requests
 
-    connection = _admin_connection()
+    connection = admin_connection()
     name = f"mlfs_test_mlflow_{uuid.uuid4().hex[:8]}"
     with connection.cursor() as cursor:
         cursor.execute(f'CREATE DATABASE "{name}"')
     boto3.client("s3", endpoint_url=s3_server.endpoint, region_name="us-east-1").create_bucket(Bucket="mlflow")
-    port = _free_port()
+    port = free_port()
     log = (tmp_path_factory.mktemp("mlflow") / "server.log").open("w")
     server = subprocess.Popen(
         [shutil.which("mlflow", path=str(Path(os.sys.executable).parent)), "server", "--host", "127.0.0.1",
@@ -252,12 +196,7 @@ def mlflow_server(s3_server, tmp_path_factory):
         connection.close()
 
 
-def _free_port() -> int:
-    import socket
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_models_are_registered_on_an_mlflow_server_and_loaded_by_alias(mlflow_server, s3_server, monkeypatch):
@@ -285,7 +224,9 @@ def test_models_are_registered_on_an_mlflow_server_and_loaded_by_alias(mlflow_se
 
 
 def test_every_step_writing_an_iceberg_table_takes_that_tables_pool_limited_to_one_in_production(tmp_path):
-    from card_fraud.system import SYSTEM  # not card_fraud.definitions: its stores would be bound to this moment's env
+    from card_fraud.system import (
+        SYSTEM,  # not card_fraud.definitions: its stores would be bound to this moment's env
+    )
 
     graph = build_definitions(SYSTEM).resolve_asset_graph()
     writers = {}
@@ -306,7 +247,7 @@ def test_every_step_writing_an_iceberg_table_takes_that_tables_pool_limited_to_o
 def test_an_unreachable_catalog_is_named_in_the_error_without_its_password(tmp_path):
     from mlfs_dagster.core.offline_store import StoreUnavailableError
 
-    closed = _free_port()  # nothing listens there
+    closed = free_port()  # nothing listens there
     store = OfflineStore(f"postgresql+psycopg2://mlfs:s3cret-pw@127.0.0.1:{closed}/iceberg", f"file://{tmp_path}/wh")
     with pytest.raises(StoreUnavailableError) as raised:
         store.read("raw.anything")
