@@ -100,7 +100,7 @@ def time_split(times: pa.ChunkedArray, validation_fraction: float, gap: dt.timed
     meet the data in production.
     """
     days = pc.floor_temporal(times, unit="day")
-    distinct = sorted(set(days.to_pylist()))
+    distinct = sorted(pc.unique(days).to_pylist())  # a few hundred days, not a Python object per row
     if len(distinct) < 2:
         raise ValueError(f"need at least two days of labelled data to split by time, got {len(distinct)}")
     validation_days = min(len(distinct) - 1, max(1, round(len(distinct) * validation_fraction)))
