@@ -56,5 +56,17 @@ def build_pipeline(seed: int):
 
 
 def _as_text(frame):
-    """Booleans and strings alike become text categories; missing stays missing for the imputer."""
-    return frame.astype(object).where(frame.notna(), None).astype(str).where(frame.notna(), None)
+    """Booleans and strings alike become text categories; missing stays missing (None) for the imputer."""
+    import pandas as pd
+
+    return pd.DataFrame({column: _column_as_text(frame[column]) for column in frame}, index=frame.index)
+
+
+def _column_as_text(values):
+    """Each distinct value converted once, not each row: millions of rows hold a few dozen categories."""
+    import numpy as np
+    import pandas as pd
+
+    codes, distinct = pd.factorize(values)  # missing values get code -1, the None appended last
+    text = np.array([*(str(value) for value in distinct), None], dtype=object)
+    return pd.Series(text[codes], index=values.index, name=values.name)

@@ -108,6 +108,15 @@ def period_ranges(time_range: TimeRange, step: dt.timedelta) -> list[TimeRange]:
     return [TimeRange(start, start + step) for start in starts]
 
 
+CHUNK_PERIODS = 31  # periods a range run holds in memory at once: its memory follows a period's data, not the range's
+
+
+def chunks(time_range: TimeRange, step: dt.timedelta, periods: int = CHUNK_PERIODS) -> list[TimeRange]:
+    """The range in consecutive pieces of at most `periods` periods, for range runs to work through one by one."""
+    starts = time_range.periods(step)[::periods]
+    return [TimeRange(start, min(start + periods * step, time_range.end)) for start in starts]
+
+
 def range_tags(first: str, last: str) -> dict[str, str]:
     """Run tags that make one run cover the partitions first..last (a single-run backfill)."""
     return {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}

@@ -20,6 +20,7 @@ from dagster import (
 from mlfs_dagster.builders.common import (
     add_partition_metadata,
     asset_key,
+    chunks,
     follow_upstream,
     group_name,
     history_start,
@@ -78,10 +79,17 @@ def feature_group_asset(system: System, spec: FeatureGroupSpec) -> AssetsDefinit
     def compute(context: AssetExecutionContext, offline_store: OfflineStoreResource):
         store, time_range = offline_store.open(), partition_range(context)
         first = history_start(system)
-        features = compute_feature_group(spec, load_inputs(store, spec, time_range, first), time_range)
-        periods = period_ranges(time_range, system.step)
+        periods, pieces = period_ranges(time_range, system.step), chunks(time_range, system.step)
         sample = _sample(periods)
-        found = leaks(store, spec, features, sample, first, in_range=len(periods) > 1)
+
+        def computed(chunk: TimeRange):
+            return compute_feature_group(spec, load_inputs(store, spec, chunk, first), chunk)
+
+        # The chunks holding sampled periods are computed first and kept until published: a leak publishes nothing.
+        held = {chunk: computed(chunk) for chunk in pieces if _inside(sample, chunk)}
+        found = [leak for chunk, features in held.items()
+                 for leak in leaks(store, spec, features, _inside(sample, chunk), first,
+                                   in_range=chunk.end - chunk.start > system.step)]
         leak_check = AssetCheckResult(
             check_name=LEAK_CHECK, passed=not found,
             metadata={"periods_recomputed": MetadataValue.json([p.start.isoformat() for p in sample]),
@@ -91,17 +99,21 @@ def feature_group_asset(system: System, spec: FeatureGroupSpec) -> AssetsDefinit
             yield leak_check
             raise Failure(f"nothing published: {found[0]}", metadata={"leaks": len(found)})
         evolve_table(store, spec.table, spec.schema, spec.time_column, spec.entity_keys)
-        snapshot_id = store.replace_range(spec.table, features, spec.time_column, time_range)
-        add_partition_metadata(context, system, {
-            p.start: {"dagster/row_count": n} for p, n in _rows_per_period(features, spec, periods).items()
-        })
+        null_keys = 0
+        for chunk in pieces:  # one commit of whole periods each: memory follows a chunk, not the range
+            features = held.pop(chunk) if chunk in held else computed(chunk)
+            snapshot_id = store.replace_range(spec.table, features, spec.time_column, chunk)
+            add_partition_metadata(context, system, {
+                p.start: {"dagster/row_count": n}
+                for p, n in _rows_per_period(features, spec, period_ranges(chunk, system.step)).items()
+            })
+            null_keys += audit.null_keys(features, spec.entity_keys) if spec.entity_keys else 0
         checks = [leak_check]
         if spec.entity_keys:
-            nulls = audit.null_keys(features, spec.entity_keys)
-            checks.append(AssetCheckResult(check_name="no_null_entity_keys", passed=nulls == 0,
-                                           metadata={"null_key_rows": nulls}))
-        yield MaterializeResult(metadata={"iceberg/snapshot_id": str(snapshot_id), "commit_retries": store.commit_retries},
-                                check_results=checks)
+            checks.append(AssetCheckResult(check_name="no_null_entity_keys", passed=null_keys == 0,
+                                           metadata={"null_key_rows": null_keys}))
+        yield MaterializeResult(metadata={"iceberg/snapshot_id": str(snapshot_id),
+                                          "commit_retries": store.commit_retries}, check_results=checks)
 
     return compute
 
@@ -110,6 +122,10 @@ def _sample(periods: list[TimeRange]) -> list[TimeRange]:
     """The second, middle and last periods (a leak from an earlier period shows from the second on); the
     only one of a single-period run."""
     return [periods[i] for i in sorted({min(1, len(periods) - 1), len(periods) // 2, len(periods) - 1})]
+
+
+def _inside(periods: list[TimeRange], chunk: TimeRange) -> list[TimeRange]:
+    return [p for p in periods if chunk.start <= p.start < chunk.end]
 
 
 def _rows_per_period(features, spec: FeatureGroupSpec, periods: list[TimeRange]) -> dict[TimeRange, int]:

@@ -15,6 +15,7 @@ from dagster import (
 from mlfs_dagster.builders.common import (
     add_partition_metadata,
     asset_key,
+    chunks,
     follow_upstream,
     group_name,
     partition_range,
@@ -26,6 +27,7 @@ from mlfs_dagster.builders.common import (
 )
 from mlfs_dagster.builders.models import CHAMPION
 from mlfs_dagster.core import feature_view
+from mlfs_dagster.core.offline_store import OfflineStore, TimeRange
 from mlfs_dagster.core.specs import Column, ModelSpec, System
 from mlfs_dagster.core.training import outputs
 from mlfs_dagster.resources import ModelRegistryResource, OfflineStoreResource
@@ -66,20 +68,27 @@ def predictions_asset(system: System, model: ModelSpec) -> AssetsDefinition:
         if champion is None:
             raise Failure(f"{name} has no '{CHAMPION}' version yet: materialize {model.name}_champion first")
         fitted = registry.load_version(name, champion.version)
-        vectors = feature_view.vectors(view, store, feature_view.read_spine(view, store, time_range))
-        kept = vectors.select(list(dict.fromkeys((*feature_view.spine_columns(view), *model.features))))
-        scored = kept.append_column(output, pa.array(predict(fitted, model, vectors), pa.float64())).append_column(
-            MODEL_VERSION, pa.array([champion.version] * vectors.num_rows, pa.string()))
-        snapshot_id = store.replace_range(model.predictions_table, scored, view.spine_time, time_range)
-        add_partition_metadata(context, system, {
-            period.start: _figures(period.rows_of(scored, view.spine_time), model)
-            for period in period_ranges(time_range, system.step)
-        })
+        for chunk in chunks(time_range, system.step):  # each its own commit of whole periods
+            scored = _scored(model, store, fitted, champion.version, chunk)
+            snapshot_id = store.replace_range(model.predictions_table, scored, view.spine_time, chunk)
+            add_partition_metadata(context, system, {
+                period.start: _figures(period.rows_of(scored, view.spine_time), model)
+                for period in period_ranges(chunk, system.step)
+            })
         return MaterializeResult(metadata={**table_metadata(model.predictions_table, scored.schema, docs),
                                            MODEL_VERSION: champion.version, "iceberg/snapshot_id": str(snapshot_id),
                                            "commit_retries": store.commit_retries})
 
     return predictions
+
+
+def _scored(model: ModelSpec, store: OfflineStore, fitted, version: str, time_range: TimeRange) -> pa.Table:
+    """The spine rows of `time_range` with their features, the model's output and the version that scored them."""
+    view = model.feature_view
+    vectors = feature_view.vectors(view, store, feature_view.read_spine(view, store, time_range))
+    kept = vectors.select(list(dict.fromkeys((*feature_view.spine_columns(view), *model.features))))
+    return kept.append_column(model.output_column, pa.array(predict(fitted, model, vectors), pa.float64())).append_column(
+        MODEL_VERSION, pa.array([version] * vectors.num_rows, pa.string()))
 
 
 def predict(fitted, model: ModelSpec, vectors: pa.Table) -> np.ndarray:

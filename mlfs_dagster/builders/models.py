@@ -84,7 +84,7 @@ def _candidate_asset(system: System, model: ModelSpec) -> AssetsDefinition:
                 check_results=[AssetCheckResult(check_name=GATES, passed=same.tags.get("gates_passed") == "true",
                                                 metadata=decided)],
             )
-        frame = store.read(view.table, snapshot_id=snapshot_id).to_pandas()
+        frame = store.read(view.table, _columns_used(store, model, champion), snapshot_id=snapshot_id).to_pandas()
         fitted, metrics = fit_and_evaluate(model, frame, seed)
         champion_metrics = _champion_on(registry, model, champion, frame) if champion else None
         failures = gate_failures(model.gates, metrics, champion_metrics)
@@ -123,6 +123,16 @@ def _trained_on(snapshot_id: int, seed: int, *versions):
     """The champion or latest version already trained on this training-set snapshot with this seed."""
     return next((v for v in versions if v and v.tags.get("training_set_snapshot") == str(snapshot_id)
                  and v.tags.get("seed") == str(seed)), None)
+
+
+def _columns_used(store, model: ModelSpec, champion) -> tuple[str, ...]:
+    """The training-set columns the candidate and the champion's scoring need: the identifiers and matched
+    times left out are a good part of a large set's memory."""
+    view = model.feature_view
+    champion_features = champion.tags.get(FEATURES_TAG, "").split(",") if champion else []
+    wanted = (*model.features, *champion_features, view.label.column, SPLIT, view.spine_time)
+    stored = set(store.table(view.table).schema().column_names)
+    return tuple(c for c in dict.fromkeys(wanted) if c in stored)
 
 
 def _champion_on(registry, model: ModelSpec, champion, frame: pd.DataFrame) -> dict[str, float] | None:

@@ -27,6 +27,7 @@ from dagster import (
 
 from mlfs_dagster.builders.common import (
     asset_key,
+    chunks,
     follow_upstream,
     group_name,
     partition_key,
@@ -108,13 +109,11 @@ def drift_report_asset(system: System, model: ModelSpec) -> AssetsDefinition:
                      model_registry: ModelRegistryResource, report_store: ReportStoreResource):
         store, registry, time_range = offline_store.open(), model_registry.open(), partition_range(context)
         time, output = view.spine_time, model.output_column
-        served = store.read_range(model.predictions_table, time, time_range)
-        numerical, categorical = monitored_features(model, served.schema)
         references, rows, days = {}, [], []
         history = _recent_severities(store, model, time_range, system)
-        for period in period_ranges(time_range, system.step):
+        for period, current in _served_by_period(store, model, time_range, system.step):
+            numerical, categorical = monitored_features(model, current.schema)
             key = partition_key(system, period.start)
-            current = period.rows_of(served, time)
             if current.num_rows == 0:
                 raise ValueError(f"no predictions in partition {key} to monitor: materialize "
                                  f"{model.name}_predictions for it")
@@ -167,6 +166,16 @@ def drift_report_asset(system: System, model: ModelSpec) -> AssetsDefinition:
                                            "commit_retries": store.commit_retries})
 
     return drift_report
+
+
+def _served_by_period(store: OfflineStore, model: ModelSpec, time_range: TimeRange, step: dt.timedelta):
+    """Each period of the range with its predictions, read a chunk of periods at a time: a year's predictions are
+    never in memory at once."""
+    time = model.feature_view.spine_time
+    for chunk in chunks(time_range, step):
+        served = store.read_range(model.predictions_table, time, chunk)
+        for period in period_ranges(chunk, step):
+            yield period, period.rows_of(served, time)
 
 
 def _decision(result, risen: tuple[str, ...], model: ModelSpec, baseline: int) -> str:

@@ -19,6 +19,7 @@ from mlfs_dagster.builders.common import (
     add_partition_metadata,
     asset_key,
     check_per_partition,
+    chunks,
     group_name,
     ingest_on_schedule,
     partition_range,
@@ -28,7 +29,7 @@ from mlfs_dagster.builders.common import (
     table_pool,
 )
 from mlfs_dagster.core import audit
-from mlfs_dagster.core.ingest import ingest, quarantine_schema
+from mlfs_dagster.core.ingest import IngestionResult, ingest, quarantine_schema
 from mlfs_dagster.core.retraining import QUARANTINE_SHARE_INCIDENT
 from mlfs_dagster.core.specs import SourceSpec, System
 from mlfs_dagster.resources import LandingZoneResource, OfflineStoreResource
@@ -86,9 +87,14 @@ def source_asset(system: System, spec: SourceSpec) -> AssetsDefinition:
     @retried_while_stores_are_unavailable
     def ingest_source(context: AssetExecutionContext, config: IngestConfig, offline_store: OfflineStoreResource,
                       landing_zone: LandingZoneResource):
-        store = offline_store.open()
-        result = ingest(store, landing_zone.open(), spec, partition_range(context), system.step,
-                        allow_drop=config.allow_drop)
+        store, landing = offline_store.open(), landing_zone.open()
+        # A chunk of periods at a time, each its own write-audit-publish: memory follows a chunk, not the range.
+        # The snapshots reported are those of the last chunk delivered: the tables' heads after the run.
+        results = [ingest(store, landing, spec, chunk, system.step, allow_drop=config.allow_drop)
+                   for chunk in chunks(partition_range(context), system.step)]
+        last = next((r for r in reversed(results) if r.snapshot_id is not None), results[-1])
+        result = IngestionResult(last.snapshot_id, last.quarantine_snapshot_id,
+                                 [period for r in results for period in r.periods])
         if key in context.selected_asset_keys:
             add_partition_metadata(context, system, {
                 p.start: {"dagster/row_count": p.rows, "quarantined_rows": p.quarantined, DELIVERY: p.status,

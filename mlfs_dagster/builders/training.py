@@ -33,7 +33,7 @@ from mlfs_dagster.core import audit
 from mlfs_dagster.core.dataset_checks import training_set_findings
 from mlfs_dagster.core.ingest import PUBLISHED
 from mlfs_dagster.core.specs import Column, FeatureViewSpec, System
-from mlfs_dagster.core.training import SPLIT, build_training_set
+from mlfs_dagster.core.training import SPLIT, TrainingSet, build_training_set
 from mlfs_dagster.resources import OfflineStoreResource
 
 NO_FUTURE_FEATURES = "no_future_features"
@@ -82,13 +82,9 @@ def training_set_asset(system: System, view: FeatureViewSpec) -> AssetsDefinitio
         store = offline_store.open()
         built = build_training_set(store, view, _as_of(context, system, view, config),
                                    history_start(system) + view.training_start_offset)
-        previous = _latest_version(store, view)
-        if previous and _same_rows(store.read(view.table, snapshot_id=previous[1]), built.data):
-            version, snapshot_id, changed = previous[0], previous[1], False  # nothing new to learn from
-        else:
-            snapshot_id = store.replace_all(view.table, built.data)
-            version, changed = f"{view.asset_name}_v{len(store.tags(view.table)) + 1}", True
-            store.tag(view.table, snapshot_id, version)
+        version, snapshot_id, changed = _stored_version(store, view, built.data)
+        inputs = _inputs_metadata(built)
+        del built  # a year's rows are gigabytes: the checks read back what was written
         written = store.read(view.table, snapshot_id=snapshot_id)
         leaks = audit.rows_with_future_features(written, view.spine_time,
                                                 tuple(view.matched_time_column(s) for s in view.selections))
@@ -102,10 +98,7 @@ def training_set_asset(system: System, view: FeatureViewSpec) -> AssetsDefinitio
                 "new_version": changed,
                 "iceberg/snapshot_id": str(snapshot_id),
                 "commit_retries": store.commit_retries,
-                "input_snapshots": MetadataValue.json({k: str(v) for k, v in built.input_snapshots.items()}),
-                "as_of": built.as_of.isoformat(),
-                "first_event": built.first_time.isoformat(),
-                "label_cutoff": built.label_cutoff.isoformat(),
+                **inputs,
                 "rows_by_split_and_label": MetadataValue.json(labels if label.kind == "binary" else
                                                               _rows_by_split(written)),
             },
@@ -120,6 +113,24 @@ def training_set_asset(system: System, view: FeatureViewSpec) -> AssetsDefinitio
         )
 
     return training_set
+
+
+def _inputs_metadata(built: TrainingSet) -> dict:
+    return {"input_snapshots": MetadataValue.json({k: str(v) for k, v in built.input_snapshots.items()}),
+            "as_of": built.as_of.isoformat(), "first_event": built.first_time.isoformat(),
+            "label_cutoff": built.label_cutoff.isoformat()}
+
+
+def _stored_version(store, view: FeatureViewSpec, data) -> tuple[str, int, bool]:
+    """The version holding `data`: the latest one if it has the same rows, else a new one written and tagged.
+    Returns its tag, snapshot id, and whether it is new."""
+    previous = _latest_version(store, view)
+    if previous and _same_rows(store.read(view.table, snapshot_id=previous[1]), data):
+        return previous[0], previous[1], False  # nothing new to learn from
+    snapshot_id = store.replace_all(view.table, data)
+    version = f"{view.asset_name}_v{len(store.tags(view.table)) + 1}"
+    store.tag(view.table, snapshot_id, version)
+    return version, snapshot_id, True
 
 
 def _as_of(context: AssetExecutionContext, system: System, view: FeatureViewSpec,

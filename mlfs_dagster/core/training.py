@@ -60,14 +60,22 @@ def build_training_set(
     spine = feature_view.read_spine(view, store, TimeRange(first_time, cutoff), snapshots[view.spine.table],
                                     extra=label_on_spine)
     labelled = with_labels(view, store, spine, as_of, snapshots)
-    # A fixed row order: learners' own validation splits depend on it, so the same version and seed
-    # must always see the rows the same way, however the raw files happen to be laid out.
-    ordered = feature_view.vectors(view, store, labelled, snapshots).sort_by(
-        [(view.spine_time, "ascending"), *((k, "ascending") for k in view.spine_keys)]
-    )
-    split = time_split(ordered[view.spine_time], view.split.validation_fraction, view.split.gap)
-    data = ordered.append_column(SPLIT, split).filter(pc.is_valid(split))
+    del spine  # a copy is labelled: a year's spine is gigabytes
+    data = _ordered_and_split(view, feature_view.vectors(view, store, labelled, snapshots))
     return TrainingSet(data, as_of, first_time, cutoff, snapshots)
+
+
+def _ordered_and_split(view: FeatureViewSpec, vectors: pa.Table) -> pa.Table:
+    """The rows in a fixed order, split by time, those in the gap dropped, in one copy (sorting, then filtering
+    would copy a year's rows twice).
+
+    A fixed order: learners' own validation splits depend on it, so the same version and seed must always see
+    the rows the same way, however the raw files happen to be laid out.
+    """
+    order = pc.sort_indices(vectors, [(view.spine_time, "ascending"), *((k, "ascending") for k in view.spine_keys)])
+    split = time_split(vectors[view.spine_time].take(order), view.split.validation_fraction, view.split.gap)
+    kept = pc.is_valid(split)
+    return vectors.take(order.filter(kept)).append_column(SPLIT, split.filter(kept))
 
 
 def with_labels(view: FeatureViewSpec, store: OfflineStore, spine: pa.Table, as_of: dt.datetime,
@@ -100,7 +108,7 @@ def time_split(times: pa.ChunkedArray, validation_fraction: float, gap: dt.timed
     meet the data in production.
     """
     days = pc.floor_temporal(times, unit="day")
-    distinct = sorted(set(days.to_pylist()))
+    distinct = sorted(pc.unique(days).to_pylist())  # a few hundred days, not a Python object per row
     if len(distinct) < 2:
         raise ValueError(f"need at least two days of labelled data to split by time, got {len(distinct)}")
     validation_days = min(len(distinct) - 1, max(1, round(len(distinct) * validation_fraction)))
