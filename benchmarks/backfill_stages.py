@@ -5,7 +5,7 @@ the way `mlfs demo` does, in real in-process Dagster runs over the whole partiti
 per run so each stage is timed on its own. Row counts are read back from the Iceberg tables.
 
 Then, in the same process:
-  a. the point-in-time join (DuckDB ASOF, `core.pit`) against pandas `merge_asof`, on synthetic tables;
+  a. the point-in-time join (`core.pit`) against pandas `merge_asof`, on synthetic tables;
   b. the card_txn_windows SQL (DuckDB windows) against pandas groupby-rolling, on the simulated transactions.
 Both pairs are checked to produce the same values before their times are compared.
 
@@ -273,7 +273,7 @@ def compare_per_partition(count: int, days: tuple[dt.date, dt.date], timings: li
     return compared
 
 
-# --- a. Point-in-time join: DuckDB ASOF (ours) against pandas merge_asof ---
+# --- a. Point-in-time join: core.pit (ours) against pandas merge_asof ---
 
 
 def synthetic_pit_tables(labels: int, seed: int) -> tuple[pa.Table, pa.Table]:
@@ -428,7 +428,7 @@ def per_partition_table(compared: list[PerPartition]) -> str:
 
 
 def comparison_table(comparisons: list[Comparison]) -> str:
-    lines = ["| comparison | rows | ours (DuckDB) s | pandas s | pandas / ours | checked |",
+    lines = ["| comparison | rows | ours s | pandas s | pandas / ours | checked |",
              "|---|---|---:|---:|---:|---|"]
     lines += [
         f"| {c.name} | {c.rows} | {c.ours:.2f} | {c.pandas:.2f} | {c.pandas / c.ours:.1f}x | {c.checked} |"
