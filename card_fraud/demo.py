@@ -104,7 +104,7 @@ def run_demo(config: DemoConfig, today: dt.date | None = None) -> dict:
     landing = Path(settings.landing)
     first, last = demo_period(config, landing, today or dt.datetime.now(dt.UTC).date())
     days = (last - first).days + 1
-    stage = Stage(total=7)
+    stage = Stage(total=8)
     with stage(f"Simulating {days} days of card traffic, {first}..{last}, into {landing}"):
         simulated = simulate(config.simulation(first, days), landing)
         print(f"      {simulated.rows}")
@@ -143,6 +143,8 @@ def run_demo(config: DemoConfig, today: dt.date | None = None) -> dict:
             print(f"      {request.tags[REASON_TAG]}")
             outcome = _model_outcome(run(groups("training", "models"), tags=tags))
             print(f"      retraining run {request.run_key}: {outcome}")
+    with stage("Maintaining the offline store (compaction, snapshot expiry, orphan files)"):
+        run(groups("maintenance"))
     with stage("Reading the stores back"):
         status = collect_status(settings, [SYSTEM], instance)
     summary = _summary(status, landing)
