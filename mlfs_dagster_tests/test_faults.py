@@ -303,11 +303,10 @@ def test_bad_credentials_fail_at_once_naming_the_store_that_refused_and_no_secre
 
 @pytest.fixture
 def small_home():
-    """An MLFS_HOME holding tables, a model registry and Dagster's storage, in a folder another user can read."""
+    """An MLFS_HOME holding tables, a model registry and Dagster's storage."""
     from mlfs_dagster.core.registry import ModelRegistry
 
     home = Path(tempfile.mkdtemp(prefix="mlfs_home_"))
-    home.chmod(0o755)
     generator.generate(home / "landing", METERS.start, 1)
     (home / "dagster").mkdir()
     shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster" / "dagster.yaml")
@@ -321,12 +320,17 @@ def small_home():
     shutil.rmtree(home, ignore_errors=True)
 
 
-def _as_another_user(command: list[str], home: Path) -> subprocess.CompletedProcess:
-    """`command` on `home` as user nobody: root ignores file permissions, so a test run as root would prove nothing."""
-    others = [] if os.geteuid() else ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+def _run_on(home: Path, command: list[str], read_only: bool = False) -> subprocess.CompletedProcess:
+    """`command` on `home`, made read-only if asked: root ignores file permissions, so as root the home is a
+    read-only bind mount in a mount namespace of the command's own (as a read-only volume would be)."""
+    if read_only:
+        subprocess.run(["chmod", "-R", "a-w", str(home)], check=True)
+    if read_only and os.geteuid() == 0:
+        remount = 'mount --bind "$0" "$0" && mount -o remount,ro,bind "$0" && exec "$@"'
+        command = ["unshare", "--mount", "sh", "-c", remount, str(home), *command]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFS_", "DAGSTER_"))}
-    env.update(MLFS_HOME=str(home), DAGSTER_HOME=str(home / "dagster"), PYTHONPATH=str(PROJECT_ROOT), HOME=str(home))
-    return subprocess.run([*others, *command], env=env, cwd=home, capture_output=True, text=True, timeout=300)
+    env.update(MLFS_HOME=str(home), DAGSTER_HOME=str(home / "dagster"), PYTHONPATH=str(PROJECT_ROOT))
+    return subprocess.run(command, env=env, cwd=home, capture_output=True, text=True, timeout=300)
 
 
 MLFS = str(Path(sys.executable).parent / "mlfs")
@@ -340,19 +344,17 @@ store.replace_range("meters.raw_readings", store.read("meters.raw_readings"), "e
 
 
 def test_a_read_only_home_shows_its_status_and_refuses_writes_naming_the_path(small_home):
-    subprocess.run(["chmod", "-R", "a-w", str(small_home)], check=True)
-
-    status = _as_another_user([MLFS, "status", "--json"], small_home)
+    status = _run_on(small_home, [MLFS, "status", "--json"], read_only=True)
     assert status.returncode == 0, status.stderr[-3000:]
     shown = json.loads(status.stdout)
     assert {t["table"]: t["rows"] for t in shown["tables"]}["meters.raw_readings"] == READINGS_PER_HOUR
     # Dagster opens its SQLite storage read-write only: the one part not shown, and said so
     assert shown["unavailable"]["sensor_requests"].startswith(f"Dagster's storage under {small_home}/dagster")
 
-    write = _as_another_user([sys.executable, "-c", WRITE], small_home)
+    write = _run_on(small_home, [sys.executable, "-c", WRITE], read_only=True)
     assert write.returncode != 0
     assert f"StoreAccessError: the Iceberg warehouse file://{small_home}/iceberg/warehouse refused access" in write.stderr
-    assert "Permission denied" in write.stderr
+    assert "Read-only file system" in write.stderr or "Permission denied" in write.stderr
 
 
 def test_a_copied_home_whose_original_moved_refuses_to_use_the_originals_tables_and_says_why(small_home):
@@ -360,7 +362,7 @@ def test_a_copied_home_whose_original_moved_refuses_to_use_the_originals_tables_
     shutil.copytree(small_home, copy)
     moved = small_home.rename(small_home.with_name(small_home.name + "_moved"))
     try:
-        status = _as_another_user([MLFS, "status"], copy)
+        status = _run_on(copy, [MLFS, "status"])
     finally:
         moved.rename(small_home)
         shutil.rmtree(copy)
