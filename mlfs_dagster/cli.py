@@ -213,18 +213,16 @@ def main(argv: list[str] | None = None) -> None:
     reports.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a container)")
     reports.set_defaults(run=_reports)
 
-    snapshots = commands.add_parser("snapshots", help="a table's snapshots, with its branches and tags")
-    snapshots.add_argument("table", help="SYSTEM.TABLE, e.g. card_fraud.raw_transactions")
-    snapshots.set_defaults(run=_snapshots)
+    def table_command(name: str, run, help: str) -> argparse.ArgumentParser:
+        command = commands.add_parser(name, help=help)
+        command.add_argument("table", help="SYSTEM.TABLE, as `mlfs status` lists the tables")
+        command.set_defaults(run=run)
+        return command
 
-    rollback = commands.add_parser("rollback", help="point a table's main branch at an earlier snapshot or tag")
-    rollback.add_argument("table", help="SYSTEM.TABLE")
-    rollback.add_argument("--to", required=True, help="snapshot id or tag (see `mlfs snapshots TABLE`)")
-    rollback.set_defaults(run=_rollback)
-
-    repair = commands.add_parser("repair", help="name a table's lost data files and the command re-materializing them")
-    repair.add_argument("table", help="SYSTEM.TABLE")
-    repair.set_defaults(run=_repair)
+    table_command("snapshots", _snapshots, "a table's snapshots, with its branches and tags")
+    table_command("rollback", _rollback, "point a table's main branch at an earlier snapshot or tag").add_argument(
+        "--to", required=True, help="snapshot id or tag (see `mlfs snapshots TABLE`)")
+    table_command("repair", _repair, "name a table's lost data files and the command re-materializing them")
 
     maintain = commands.add_parser("maintain", help="compact, expire snapshots and remove orphan files now")
     maintain.add_argument("--system", help="one system (default: every system of the workspace)")

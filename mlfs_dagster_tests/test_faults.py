@@ -239,36 +239,42 @@ def _back_during_the_delay(restore) -> RetryPolicy:
     return BackDuringTheDelay(max_retries=1, delay=1)
 
 
+def _down_then_back(store: OfflineStoreResource, landing: Path, named: str, restore, monkeypatch, instance=None):
+    """A run while the store is down fails naming it, after one retry; the next run, during whose retry delay
+    `restore` brings the store back, succeeds with every row. Returns the failed run."""
+    from mlfs_dagster.builders import common
+
+    monkeypatch.setattr(common, "STORE_OUTAGE_RETRIES", RetryPolicy(max_retries=1, delay=1))
+    down = _raw_readings_run(store, landing, instance or DagsterInstance.ephemeral())
+    assert not down.success
+    assert named in _errors(down, DagsterEventType.STEP_FAILURE)[0]
+    assert len(_errors(down, DagsterEventType.STEP_UP_FOR_RETRY)) == 1
+
+    monkeypatch.setattr(common, "STORE_OUTAGE_RETRIES", _back_during_the_delay(restore))
+    retried = _raw_readings_run(store, landing)
+    assert retried.success
+    assert named in _errors(retried, DagsterEventType.STEP_UP_FOR_RETRY)[0]
+    assert store.open().status(METERS.sources[0].table).rows == READINGS_PER_HOUR
+    return down
+
+
 def test_an_unavailable_s3_fails_the_step_naming_it_and_the_retry_succeeds_once_it_is_back(moto_s3, tmp_path,
                                                                                             monkeypatch):
     from moto.server import ThreadedMotoServer
 
-    from mlfs_dagster.builders import common
-
-    monkeypatch.setattr(common, "STORE_OUTAGE_RETRIES", RetryPolicy(max_retries=1, delay=1))
     generator.generate(tmp_path / "landing", METERS.start, 1)
     address, port = endpoint(moto_s3), moto_s3.get_host_and_port()[1]
     moto_s3.stop()  # moto keeps its buckets in this process: a restarted server serves them again
-    store = _s3_warehouse(tmp_path, address)
     named = f"the Iceberg warehouse s3://mlfs/warehouse on S3 at {address} is unavailable"
-
-    instance = DagsterInstance.ephemeral()
-    down = _raw_readings_run(store, tmp_path / "landing", instance)  # down through the retry too: the run fails
-    assert not down.success
-    assert named in _errors(down, DagsterEventType.STEP_FAILURE)[0]
-    assert len(_errors(down, DagsterEventType.STEP_UP_FOR_RETRY)) == 1
-    assert _root_cause(down, instance).startswith(f"meters__raw_readings: {named}")  # the failure sensor's report
-
     restarted = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    monkeypatch.setattr(common, "STORE_OUTAGE_RETRIES", _back_during_the_delay(restarted.start))
+    instance = DagsterInstance.ephemeral()
     try:
-        retried = _raw_readings_run(store, tmp_path / "landing")
-        assert retried.success
-        assert named in _errors(retried, DagsterEventType.STEP_UP_FOR_RETRY)[0]
-        assert store.open().status(METERS.sources[0].table).rows == READINGS_PER_HOUR
+        down = _down_then_back(_s3_warehouse(tmp_path, address), tmp_path / "landing", named, restarted.start,
+                               monkeypatch, instance)
     finally:
         restarted.stop()
         moto_s3.start()  # for the fixture to stop
+    assert _root_cause(down, instance).startswith(f"meters__raw_readings: {named}")  # the failure sensor's report
 
 
 def test_bad_credentials_fail_at_once_naming_the_store_that_refused_and_no_secret_is_logged(
@@ -463,20 +469,10 @@ class _ToPostgres(socketserver.BaseRequestHandler):
 
 def test_an_unavailable_catalog_database_fails_the_step_naming_it_and_the_retry_succeeds_once_it_is_back(
         postgres_databases, tmp_path, monkeypatch):
-    from mlfs_dagster.builders import common
-
     generator.generate(tmp_path / "landing", METERS.start, 1)
     port = free_port()  # PostgreSQL behind a port of its own, where nothing listens yet: the database is down
     catalog = make_url(postgres_databases("catalog")).set(host="127.0.0.1", port=port)
     store = OfflineStoreResource(catalog_uri=catalog.render_as_string(), warehouse=f"file://{tmp_path}/warehouse")
-    named = f"the Iceberg catalog at {catalog!r} is unavailable"
-    monkeypatch.setattr(common, "STORE_OUTAGE_RETRIES", RetryPolicy(max_retries=1, delay=1))
-
-    down = _raw_readings_run(store, tmp_path / "landing")
-    assert not down.success
-    assert named in _errors(down, DagsterEventType.STEP_FAILURE)[0]
-    assert len(_errors(down, DagsterEventType.STEP_UP_FOR_RETRY)) == 1
-
     proxy = socketserver.ThreadingTCPServer(("127.0.0.1", port), _ToPostgres, bind_and_activate=False)
     proxy.daemon_threads = proxy.allow_reuse_address = True
     serving = threading.Thread(target=proxy.serve_forever, daemon=True)
@@ -486,12 +482,9 @@ def test_an_unavailable_catalog_database_fails_the_step_naming_it_and_the_retry_
         proxy.server_activate()
         serving.start()
 
-    monkeypatch.setattr(common, "STORE_OUTAGE_RETRIES", _back_during_the_delay(back))
     try:
-        retried = _raw_readings_run(store, tmp_path / "landing")
-        assert retried.success
-        assert named in _errors(retried, DagsterEventType.STEP_UP_FOR_RETRY)[0]
-        assert store.open().status(METERS.sources[0].table).rows == READINGS_PER_HOUR
+        _down_then_back(store, tmp_path / "landing", f"the Iceberg catalog at {catalog!r} is unavailable", back,
+                        monkeypatch)
     finally:
         if serving.is_alive():
             proxy.shutdown()

@@ -101,8 +101,6 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
-# How the catalog database (PostgreSQL, SQLite) and the warehouse (S3 through pyarrow, local files) say they
-# refused, and that nobody answered; any other failure is not the store's availability and is left as it is.
 class PublishConflictError(RuntimeError):
     """Main moved after a branch was staged on it: publishing would drop that commit. Re-run to retry."""
 
