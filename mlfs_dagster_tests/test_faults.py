@@ -308,7 +308,7 @@ def test_bad_credentials_fail_at_once_naming_the_store_that_refused_and_no_secre
 
 
 @pytest.fixture
-def small_home():
+def small_home(monkeypatch):
     """An MLFS_HOME holding tables, a model registry and Dagster's storage."""
     from mlfs_dagster.core.registry import ModelRegistry
 
@@ -316,6 +316,7 @@ def small_home():
     generator.generate(home / "landing", METERS.start, 1)
     (home / "dagster").mkdir()
     shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster" / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
     store = OfflineStoreResource(catalog_uri=f"sqlite:///{home}/iceberg/catalog.db",
                                  warehouse=f"file://{home}/iceberg/warehouse")
     with DagsterInstance.from_config(str(home / "dagster")) as instance:
@@ -404,7 +405,8 @@ def _sensor_daemon_iteration(instance_ref, definitions: Path, at: float, crash_a
 
 
 @pytest.mark.parametrize("crash_at", ["RUN_IDS_RESERVED", "RUN_CREATED", "RUN_LAUNCHED"])
-def test_a_sensor_daemon_killed_mid_tick_and_restarted_requests_the_retraining_once(crash_at, tmp_path):
+def test_a_sensor_daemon_killed_mid_tick_and_restarted_requests_the_retraining_once(crash_at, tmp_path,
+                                                                                     monkeypatch):
     """Sustained drift on the meters model: its retraining sensor requests one run (run key: the episode). The
     daemon is killed after reserving the run's id, after creating the run, or after submitting it; the restarted
     daemon resumes the tick: one run in every case, submitted, none skipped, and later ticks add none."""
@@ -418,6 +420,7 @@ def test_a_sensor_daemon_killed_mid_tick_and_restarted_requests_the_retraining_o
 
     model = METERS.models[0]
     shutil.copyfile(PROJECT_ROOT / "dagster.yaml", tmp_path / "dagster.yaml")  # the embedded instance: run queue
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     (tmp_path / "defs.py").write_text(DEFINITIONS)
     onset = dt.datetime.combine(METERS.start, dt.time(), tzinfo=dt.UTC)
     run_key = retraining_run_key(model, Episode("1", (onset,)))

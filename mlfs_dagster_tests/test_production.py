@@ -223,7 +223,8 @@ def test_models_are_registered_on_an_mlflow_server_and_loaded_by_alias(mlflow_se
     assert any(f.path.endswith("training_rows.parquet") for f in stored)  # on S3, not on this machine
 
 
-def test_every_step_writing_an_iceberg_table_takes_that_tables_pool_limited_to_one_in_production(tmp_path):
+def test_every_step_writing_an_iceberg_table_takes_that_tables_pool_limited_to_one_in_production(tmp_path,
+                                                                                                  monkeypatch):
     from card_fraud.system import (
         SYSTEM,  # not card_fraud.definitions: its stores would be bound to this moment's env
     )
@@ -240,6 +241,7 @@ def test_every_step_writing_an_iceberg_table_takes_that_tables_pool_limited_to_o
     production = __import__("yaml").safe_load((PROJECT_ROOT / "docker" / "dagster.yaml").read_text())
     assert production["concurrency"]["pools"]["default_limit"] == 1
     shutil.copyfile(PROJECT_ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))  # the embedded instance lives where DAGSTER_HOME says
     with DagsterInstance.from_config(str(tmp_path)) as instance:  # the embedded instance, as `mlfs home` makes it
         assert instance.run_monitoring_enabled and instance.run_monitoring_max_runtime_seconds == 7200
 
