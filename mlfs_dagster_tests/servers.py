@@ -1,7 +1,8 @@
 """Real servers for the production, fault and engine tests (a pytest plugin of the suite's conftest).
 
-PostgreSQL is the machine's (a database per test, dropped after; the tests skip, naming the address and
-`MLFS_TEST_POSTGRES`, when no server answers). S3 is a moto server the tests start on loopback.
+PostgreSQL and Redis are the machine's (a database per test, dropped after; for Redis a key prefix per test,
+deleted after; the tests skip, naming the address and `MLFS_TEST_POSTGRES` or `MLFS_TEST_REDIS`, when no
+server answers). S3 is a moto server the tests start on loopback.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pytest
 from mlfs_dagster.core.storage import S3Options
 
 POSTGRES = os.environ.get("MLFS_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432")
+REDIS = os.environ.get("MLFS_TEST_REDIS", "redis://127.0.0.1:6379/0")
 S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "mlfs-test", "AWS_SECRET_ACCESS_KEY": "mlfs-test-secret"}
 S3_REGION = "us-east-1"
 
@@ -49,6 +51,24 @@ def postgres_databases():
         for name in created:
             cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     connection.close()
+
+
+@pytest.fixture
+def redis_prefix():
+    """A key prefix of the machine's Redis for one test; its keys are deleted after."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS, socket_connect_timeout=3)
+    try:
+        client.ping()
+    except redis.ConnectionError as error:
+        pytest.skip(f"no Redis server at {REDIS} ({error}): set MLFS_TEST_REDIS to run the Redis tests")
+    prefix = f"mlfs_test_{uuid.uuid4().hex[:8]}:"
+    yield prefix
+    stale = list(client.scan_iter(match=prefix + "*", count=10_000))
+    if stale:
+        client.delete(*stale)
+    client.close()
 
 
 def free_port() -> int:
