@@ -37,6 +37,7 @@ CARD_TXN_WINDOWS = FeatureGroupSpec(
     identifiers=("transaction_id",),
     sql=(SQL / "card_txn_windows.sql").read_text(),
     owner=OWNER,
+    online=True,
 )
 
 CARD_DETAILS = FeatureGroupSpec(
@@ -54,6 +55,7 @@ CARD_DETAILS = FeatureGroupSpec(
     inputs=(FeatureInput(CARD_PROFILES),),
     sql=(SQL / "card_details.sql").read_text(),
     owner=OWNER,
+    online=True,
 )
 
 MERCHANT_RISK = FeatureGroupSpec(
@@ -83,6 +85,7 @@ MERCHANT_RISK = FeatureGroupSpec(
     # Complete once 28 days of transactions lie behind the day before; the longer transaction lookback only
     # finds the merchants of reported transactions.
     warm_up=MERCHANT_RISK_WINDOW + DAY,
+    online=True,
 )
 
 FEATURE_GROUPS = (CARD_TXN_WINDOWS, CARD_DETAILS, MERCHANT_RISK)

@@ -6,13 +6,15 @@ MLFS_HOME; in production the same code points at PostgreSQL, S3 and an MLflow se
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, EnvVar
 from pydantic import Field
 
 from mlfs_dagster.core.landing import LandingZone
 from mlfs_dagster.core.offline_store import OfflineStore
+from mlfs_dagster.core.online_store import OnlineStore, open_online_store
 from mlfs_dagster.core.registry import ModelRegistry
 from mlfs_dagster.core.storage import S3Options
 from mlfs_dagster.settings import Settings
@@ -57,6 +59,15 @@ class ModelRegistryResource(ConfigurableResource):
         return ModelRegistry(self.tracking_uri, self.artifact_location)
 
 
+class OnlineStoreResource(ConfigurableResource):
+    """Each entity's latest features, for serving: SQLite under MLFS_HOME, or Redis or PostgreSQL by URL."""
+
+    url: str = Field(description="redis://, postgresql:// or sqlite:/// URL (MLFS_ONLINE_STORE; a password only there).")
+
+    def open(self) -> OnlineStore:
+        return open_online_store(self.url)
+
+
 class ReportStoreResource(ConfigurableResource):
     """Folder for monitoring reports (Evidently HTML)."""
 
@@ -81,4 +92,7 @@ def resources_from_env(settings: Settings | None = None) -> dict[str, Configurab
             tracking_uri=settings.mlflow_tracking_uri, artifact_location=settings.mlflow_artifacts
         ),
         "report_store": ReportStoreResource(root=str(settings.reports), base_url=settings.reports_url),
+        # From the variable itself when set: the UI then shows its name, never a password in the URL.
+        "online_store": OnlineStoreResource(
+            url=EnvVar("MLFS_ONLINE_STORE") if os.environ.get("MLFS_ONLINE_STORE") else settings.online_store),
     }

@@ -32,6 +32,7 @@ class Settings:
     reports_url: str  # where `mlfs reports` serves the reports folder: report links in the UI point there
     dagster_storage: str | None  # PostgreSQL URL of Dagster's storage; None: SQLite under dagster_home
     s3: S3Options
+    online_store: str  # redis://, postgresql:// or sqlite:/// (embedded, under MLFS_HOME)
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -50,6 +51,7 @@ class Settings:
             dagster_storage=with_driver(os.environ.get("MLFS_DAGSTER_STORAGE")),
             s3=S3Options(endpoint=os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"),
                          region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")),
+            online_store=with_driver(os.environ.get("MLFS_ONLINE_STORE")) or f"sqlite:///{home}/online/features.db",
         )
 
     def offline_store(self):
@@ -77,7 +79,7 @@ def with_driver(uri: str | None) -> str | None:
 
 # Every location that could send writes somewhere other than MLFS_HOME.
 LOCATION_VARIABLES = ("MLFS_CATALOG_URI", "MLFS_WAREHOUSE", "MLFS_LANDING", "MLFLOW_TRACKING_URI",
-                      "MLFS_MLFLOW_ARTIFACTS", "MLFS_REPORTS", "MLFS_DAGSTER_STORAGE")
+                      "MLFS_MLFLOW_ARTIFACTS", "MLFS_REPORTS", "MLFS_DAGSTER_STORAGE", "MLFS_ONLINE_STORE")
 
 
 def use_home(home: Path) -> Settings:

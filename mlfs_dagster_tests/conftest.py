@@ -66,6 +66,11 @@ class World:
     def store(self):
         return self.settings.offline_store()
 
+    def online_store(self):
+        from mlfs_dagster.core.online_store import open_online_store
+
+        return open_online_store(self.settings.online_store)
+
 
 @pytest.fixture(scope="session")
 def world(tmp_path_factory) -> World:

@@ -73,7 +73,7 @@ def test_an_older_row_arriving_late_never_overwrites_a_newer_one(store):
 def test_writing_the_same_rows_again_changes_nothing_and_a_correction_at_the_same_time_replaces(store):
     first = rows(("a", 1, 10, 10, 1.0), ("b", 2, 20, 20, 2.0))
     write(store, first)
-    write(store, first)
+    assert write(store, first).written == 0
     assert spend_of(store, ("a", 1), ("b", 2)) == [(T0 + dt.timedelta(minutes=10), 1.0),
                                                     (T0 + dt.timedelta(minutes=20), 2.0)]
     write(store, rows(("a", 1, 10, 11, 1.5)))  # the same event re-computed: the re-run's value is served

@@ -2,8 +2,9 @@
 
 Rows are written after the offline table commits them, keyed by the group's table and entity key. A write
 keeps, per entity, the row with the latest event time (ties broken by the group's created column) and
-replaces a stored value only when it is not older, so writes are idempotent and may arrive in any order: a
-late backfill of last month never overwrites today's value. A value carries the event time it came from;
+replaces a stored value only with a later one (or a re-computed one of the same time that differs), so
+writes are idempotent and may arrive in any order: a late backfill of last month never overwrites today's
+value, and writing the same rows again writes nothing. A value carries the event time it came from;
 the reader judges its age (a feature view's TTL), not the store.
 
 Two kinds, chosen by URL: `sqlite:///…` or `postgresql://…` (a table per feature group table), and
@@ -16,6 +17,7 @@ import datetime as dt
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -96,7 +98,7 @@ class OnlineStore(ABC):
 
     @abstractmethod
     def _put(self, table: str, entries: list[tuple[str, int, bytes]]) -> int:
-        """Store (key, event time in µs, packed values) where not older than the stored; count those stored."""
+        """Store (key, event time in µs, packed values) where `_replaces` says so; count those stored."""
 
     @abstractmethod
     def _get(self, table: str, keys: list[str]) -> list[tuple[int, bytes] | None]:
@@ -117,6 +119,8 @@ class SqlOnlineStore(OnlineStore):
         import sqlalchemy as sa
 
         self.url = url
+        if url.startswith("sqlite:///"):  # the embedded store's folder, made on first use
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self._engine = sa.create_engine(url, **({"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}))
         if self._engine.dialect.name == "sqlite":
             sa.event.listen(self._engine, "connect", _sqlite_wal)
@@ -146,10 +150,10 @@ class SqlOnlineStore(OnlineStore):
             where=insert.excluded.event_time >= stored.c.event_time,
         )
         with self._engine.begin() as connection:
-            known = dict(connection.execute(
-                stored.select().with_only_columns(stored.c.entity, stored.c.event_time)
-                .where(stored.c.entity.in_([e[0] for e in entries]))).all())
-            newer = [{"entity": k, "event_time": t, "features": v} for k, t, v in entries if known.get(k, t) <= t]
+            known = {entity: (time, features) for entity, time, features in connection.execute(
+                stored.select().where(stored.c.entity.in_([e[0] for e in entries])))}
+            newer = [{"entity": k, "event_time": t, "features": v} for k, t, v in entries
+                     if _replaces((t, v), known.get(k))]
             if newer:
                 connection.execute(upsert, newer)
         return len(newer)
@@ -175,19 +179,24 @@ class SqlOnlineStore(OnlineStore):
         self._engine.dispose()
 
 
+def _replaces(offered: tuple[int, bytes], stored: tuple[int, bytes] | None) -> bool:
+    """A later row replaces the stored one, and so does a re-computed row of the same time that differs."""
+    return stored is None or offered[0] > stored[0] or (offered[0] == stored[0] and offered[1] != bytes(stored[1]))
+
+
 def _sqlite_wal(connection, _record) -> None:
     """Readers never wait for the writer, and a commit is synced at checkpoints (SQLite's advice for WAL)."""
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=NORMAL")
 
 
-# KEYS: entity hashes; ARGV: event time and packed features per key. Sets a hash unless it holds a newer time.
+# KEYS: entity hashes; ARGV: event time and packed features per key. The rule of `_replaces`, in Redis.
 _PUT_NOT_OLDER = """
 local written = 0
 for i, key in ipairs(KEYS) do
   local time = tonumber(ARGV[2 * i - 1])
-  local stored = redis.call('HGET', key, 't')
-  if (not stored) or tonumber(stored) <= time then
+  local stored = redis.call('HMGET', key, 't', 'f')
+  if (not stored[1]) or tonumber(stored[1]) < time or (tonumber(stored[1]) == time and stored[2] ~= ARGV[2 * i]) then
     redis.call('HSET', key, 't', ARGV[2 * i - 1], 'f', ARGV[2 * i])
     written = written + 1
   end

@@ -165,6 +165,7 @@ class FeatureGroupSpec:
     identifiers: tuple[str, ...] = ()  # identify a row beyond entity and time; never served as features
     created_column: str | None = None  # breaks ties between rows of one key and time
     warm_up: dt.timedelta | None = None  # history before every window is full; default: the longest lookback
+    online: bool = False  # each entity's latest row also kept in the online store, for serving
     system: str = ""
 
     @property
@@ -174,6 +175,10 @@ class FeatureGroupSpec:
     @property
     def asset_name(self) -> str:
         return self.name
+
+    @property
+    def online_asset_name(self) -> str:
+        return f"{self.name}_online"
 
     @property
     def table(self) -> str:
@@ -201,6 +206,8 @@ class FeatureGroupSpec:
                 raise SpecError(f"feature group {self.name}: '{wanted}' is not one of its columns {names}")
         if bool(self.sql) == bool(self.function):
             raise SpecError(f"feature group {self.name}: declare exactly one of `sql` and `function`")
+        if self.online and not self.entity_keys:
+            raise SpecError(f"feature group {self.name}: `online` serves rows by entity; it has no entity keys")
         _require_timestamp(f"feature group {self.name}", self.schema, self.time_column)
 
 

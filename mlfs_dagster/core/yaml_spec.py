@@ -71,6 +71,7 @@ A complete example, `shop/system.yaml`:
         time_column: event_time
         created_column: null
         version: 1
+        online: true                    # each customer's latest row served by `mlfs serve`
         inputs:
           - {source: orders, lookback: 7d, lag: 0d}
         sql_file: features.sql          # or `sql: SELECT ...`, or `function: shop.functions:activity`

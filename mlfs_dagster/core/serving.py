@@ -1,0 +1,137 @@
+"""Online feature vectors: the serving half of the one vector-building path.
+
+A request row carries what the feature view's spine would: its entity keys and request-time values (the
+amount being authorised), and its time (the request's arrival unless the row gives the spine's time column:
+the skew check replays past rows). For each selected feature group the online store gives each entity's
+latest row; it is used under the point-in-time join's rules at the row's time (not after it, within the
+selection's TTL) and lands in the columns the join gives (`prefix + feature`, `<name>_event_time`). Then
+the view's on-demand function runs, the same call `feature_view.vectors` makes for training and batch
+inference, and the model scores the model's features.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from mlfs_dagster.core.feature_view import on_demand, vectors
+from mlfs_dagster.core.offline_store import OfflineStore
+from mlfs_dagster.core.online_store import OnlineRow, OnlineStore
+from mlfs_dagster.core.specs import FeatureSelection, FeatureViewSpec
+
+MICROSECOND_UTC = pa.timestamp("us", "UTC")
+OK, MISSING, EXPIRED, NEWER = "ok", "missing", "expired", "newer_than_request"
+
+
+@dataclass(frozen=True)
+class Served:
+    """The vectors of a request's rows and, per row and selection, whether its features were used and why not."""
+
+    vectors: pa.Table
+    statuses: list[dict[str, str]]
+
+
+def request_times(view: FeatureViewSpec, requests: pa.Table, now: dt.datetime) -> pa.Array:
+    """Each row's time: its spine time when it gives one, else `now`."""
+    if view.spine_time in requests.column_names:
+        given = requests[view.spine_time].cast(MICROSECOND_UTC).to_pylist()
+        return pa.array([t or now for t in given], MICROSECOND_UTC)
+    return pa.array([now] * requests.num_rows, MICROSECOND_UTC)
+
+
+def online_vectors(view: FeatureViewSpec, store: OnlineStore, requests: pa.Table, now: dt.datetime) -> Served:
+    """The request rows with every selected feature from the online store, then the on-demand features."""
+    times = request_times(view, requests, now)
+    joined = requests.drop_columns([c for c in (view.spine_time,) if c in requests.column_names])
+    joined = joined.append_column(view.spine_time, times)
+    statuses: list[dict[str, str]] = [{} for _ in range(requests.num_rows)]
+    instants = times.to_pylist()
+    for selection in view.selections:
+        rows = _read(store, selection, requests)
+        usable = []
+        for status, instant, row in zip(statuses, instants, rows):
+            status[selection.name] = _status(row, instant, selection.ttl)
+            usable.append(row if status[selection.name] == OK else None)
+        for column in _columns(view, selection, usable):
+            joined = joined.append_column(*column)
+    return Served(on_demand(view, joined), statuses)
+
+
+def _read(store: OnlineStore, selection: FeatureSelection, requests: pa.Table) -> list[OnlineRow | None]:
+    """Each request row's stored row: every distinct entity read once; a row missing a key matches nothing."""
+    keys = selection.group.entity_keys
+    missing = [k for k in keys if k not in requests.column_names]
+    if missing:
+        raise KeyError(f"feature group {selection.name} is read by {list(keys)}; the request lacks {missing}")
+    entities = list(zip(*(requests[k].to_pylist() for k in keys)))
+    distinct = [e for e in dict.fromkeys(entities) if None not in e]
+    found = dict(zip(distinct, store.read(selection.group.table, distinct))) if distinct else {}
+    return [found.get(e) for e in entities]
+
+
+def _status(row: OnlineRow | None, instant: dt.datetime, ttl: dt.timedelta | None) -> str:
+    if row is None:
+        return MISSING
+    if row.event_time > instant:  # the store holds only the latest row: the value as of `instant` is unknown
+        return NEWER
+    if ttl is not None and instant - row.event_time > ttl:
+        return EXPIRED
+    return OK
+
+
+def _columns(view: FeatureViewSpec, selection: FeatureSelection,
+             rows: Sequence[OnlineRow | None]) -> list[tuple[str, pa.Array]]:
+    """The selection's columns as the point-in-time join names and types them."""
+    schema = selection.group.schema
+    columns = []
+    for feature, name in zip(selection.columns, selection.output_columns, strict=True):
+        kind = schema.field(feature).type
+        values = [None if r is None else r.values.get(feature) for r in rows]
+        # Decimals are stored as text (exactly), so they are read back through text.
+        array = pa.array(values, pa.string()).cast(kind) if pa.types.is_decimal(kind) else pa.array(values, kind)
+        columns.append((name, array))
+    matched = pa.array([None if r is None else r.event_time for r in rows], MICROSECOND_UTC)
+    columns.append((view.matched_time_column(selection), matched))
+    return columns
+
+
+@dataclass(frozen=True)
+class Difference:
+    column: str
+    row: dict  # the spine row's keys and time
+    online: object
+    offline: object
+
+    def __str__(self) -> str:
+        return f"column {self.column}: online {self.online!r}, offline {self.offline!r} for {self.row}"
+
+
+@dataclass(frozen=True)
+class SkewReport:
+    compared: int  # rows whose online vector can be built as of their time
+    newer: int  # rows skipped: the store already holds a later row of one of their entities
+    columns: tuple[str, ...]
+    differences: list[Difference]
+
+
+def skew(view: FeatureViewSpec, offline: OfflineStore, online: OnlineStore, spine: pa.Table) -> SkewReport:
+    """Build each spine row's vector online and offline (`feature_view.vectors`) and compare every feature
+    and on-demand column. Rows for which the store holds a row after their time are skipped: it keeps only
+    the latest, so it cannot say what was served before it."""
+    served = online_vectors(view, online, spine, dt.datetime.now(dt.UTC))
+    current = [all(s != NEWER for s in status.values()) for status in served.statuses]
+    kept = spine.filter(pa.array(current, pa.bool_()))
+    online_side = served.vectors.filter(pa.array(current, pa.bool_()))
+    offline_side = vectors(view, offline, kept)
+    columns = tuple(c for c in view.output_columns if c not in view.spine_output_columns)
+    identity = [*view.spine_keys, view.spine_time]
+    differences = [
+        Difference(column, {k: kept[k][i].as_py() for k in identity}, left, right)
+        for column in columns
+        for i, (left, right) in enumerate(zip(online_side[column].to_pylist(), offline_side[column].to_pylist()))
+        if left != right and not (left != left and right != right)  # NaN equals NaN here
+    ]
+    return SkewReport(kept.num_rows, spine.num_rows - kept.num_rows, columns, differences)
