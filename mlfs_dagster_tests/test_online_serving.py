@@ -7,7 +7,7 @@ import datetime as dt
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from dagster import AssetKey
+from dagster import AssetKey, AssetSelection
 
 from card_fraud.system import FRAUD_VIEW, SYSTEM
 from mlfs_dagster.core import feature_view, serving
@@ -68,3 +68,25 @@ def test_features_past_their_ttl_and_unknown_entities_read_as_missing_and_say_wh
     vectors = served.vectors.to_pylist()
     assert vectors[0]["txn_count_7d"] is not None and vectors[1]["txn_count_7d"] is None
     assert all(v[c] is None for v in vectors for c in MERCHANT_RISK.feature_columns)
+
+
+def test_the_skew_check_passes_on_the_pipeline_and_names_the_column_an_online_value_differs_in(world):
+    view_key = AssetKey([SYSTEM.name, f"{FRAUD_VIEW.name}_online"])
+    result = world.materialize(groups("serving"), (day(1), day(DAYS)))  # every entity's history online
+    assert result.success, [e.metadata for e in result.get_asset_check_evaluations() if not e.passed]
+    [check] = [e for e in result.get_asset_check_evaluations() if e.asset_key == view_key]
+    assert check.passed and check.metadata["rows_compared"].value > 100
+
+    card = recent_transactions(world, rows=1)["card_id"][0].as_py()
+    online = world.online_store()
+    [stored] = online.read(CARD_TXN_WINDOWS.table, [(card,)])
+    tampered = {**stored.values, "amount_sum_7d": (stored.values["amount_sum_7d"] or 0) + 1.0}
+    online.write(CARD_TXN_WINDOWS.table, pa.Table.from_pylist(
+        [{"card_id": card, "event_time": stored.event_time, **tampered}]), ("card_id",), "event_time")
+    failed = world.materialize(AssetSelection.assets(view_key), (day(DAYS), day(DAYS)))
+    [check] = [e for e in failed.get_asset_check_evaluations() if e.asset_key == view_key]
+    assert not check.passed
+    assert all(d.startswith("column amount_") for d in check.metadata["differences"].value)
+    assert any(card in d for d in check.metadata["differences"].value)
+
+    assert world.materialize(groups("serving"), (day(DAYS), day(DAYS))).success  # the table's row written again

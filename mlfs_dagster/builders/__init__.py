@@ -22,7 +22,7 @@ from mlfs_dagster.builders.features import feature_group_asset
 from mlfs_dagster.builders.inference import predictions_asset
 from mlfs_dagster.builders.maintenance import maintenance_asset, maintenance_schedule
 from mlfs_dagster.builders.models import model_assets
-from mlfs_dagster.builders.online import online_features_asset
+from mlfs_dagster.builders.online import online_features_asset, online_view_asset
 from mlfs_dagster.builders.monitoring import drift_report_asset, retraining_sensor
 from mlfs_dagster.builders.performance import performance_asset, performance_schedule
 from mlfs_dagster.builders.raw import source_asset
@@ -39,6 +39,7 @@ def system_definitions(system: System) -> Definitions:
     assets = [source_asset(system, s) for s in system.sources]
     assets += [feature_group_asset(system, g) for g in system.feature_groups]
     assets += [online_features_asset(system, g) for g in system.feature_groups if g.online]
+    assets += [online_view_asset(system, v) for v in system.feature_views if all(s.group.online for s in v.selections)]
     training_sets = {v.name: training_set_asset(system, v) for v in system.feature_views}
     assets += training_sets.values()
     sensors, schedules = [failure_sensor(system)], []

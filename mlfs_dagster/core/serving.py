@@ -101,7 +101,7 @@ def _columns(view: FeatureViewSpec, selection: FeatureSelection,
 @dataclass(frozen=True)
 class Difference:
     column: str
-    row: dict  # the spine row's keys and time
+    row: dict  # the spine row's keys, its entities' keys and its time
     online: object
     offline: object
 
@@ -127,7 +127,8 @@ def skew(view: FeatureViewSpec, offline: OfflineStore, online: OnlineStore, spin
     online_side = served.vectors.filter(pa.array(current, pa.bool_()))
     offline_side = vectors(view, offline, kept)
     columns = tuple(c for c in view.output_columns if c not in view.spine_output_columns)
-    identity = [*view.spine_keys, view.spine_time]
+    identity = list(dict.fromkeys((*view.spine_keys, *(k for s in view.selections for k in s.group.entity_keys),
+                                   view.spine_time)))
     differences = [
         Difference(column, {k: kept[k][i].as_py() for k in identity}, left, right)
         for column in columns
