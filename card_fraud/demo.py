@@ -117,8 +117,8 @@ def run_demo(config: DemoConfig, today: dt.date | None = None) -> dict:
     instance = DagsterInstance.get()
     run = Runner(instance)
     sensor = run.definitions.resolve_sensor_def(sensor_name(SYSTEM, FRAUD_MODEL))
-    with stage(f"Backfilling raw sources and feature groups {first}..{last} in one run"):
-        run(groups("raw", "features"), (first, last))
+    with stage(f"Backfilling raw sources, feature groups and the online store {first}..{last} in one run"):
+        run(groups("raw", "features", "serving"), (first, last))
     with stage("Building the training set, training, gating and promoting the model"):
         run(groups("training", "models"))
     matured = last - FRAUD_MODEL.feature_view.label.maturity
