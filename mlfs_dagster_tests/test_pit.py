@@ -525,3 +525,40 @@ def test_random_tables_with_ties_nulls_and_two_keys_agree_with_the_fallback(monk
     result = both_ways(monkeypatch, labels, *groups)
     assert result.select(labels.column_names).equals(labels)
     assert 0 < result["spend"].null_count < result.num_rows
+
+
+# --- Sorting the int64 keys ---
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        [],
+        [7],
+        [1, 2, 2, 5, 9],  # already sorted: kept as it is
+        [5, 1, 9, 1, 0, 5],  # small keys: the row numbers fit beside every bit
+        [2**62 + 3, 2**62 + 1, 2**62 + 2, 2**62, 2**62 + 1],  # differ only in bits left out of the first sort
+        [2**62, 5, 2**61 + 1, 2**61, 2**62 - 1, 5],  # some differ in bits kept, some only in bits left out
+    ],
+    ids=["empty", "one", "sorted", "small", "low bits only", "mixed"],
+)
+def test_sorted_keys_give_the_stable_order(keys):
+    keys = np.array(keys, np.int64)
+    order, ordered = pit._sorted_keys(keys)
+    assert order.tolist() == np.argsort(keys, kind="stable").tolist()
+    assert ordered.tolist() == sorted(keys.tolist())
+
+
+def test_sorted_keys_of_many_random_rows_with_ties():
+    keys = np.random.default_rng(0).integers(2**62 - 2**20, 2**62, 100_000)  # many ties, only low bits differ
+    order, ordered = pit._sorted_keys(keys)
+    assert np.array_equal(order, np.argsort(keys, kind="stable"))
+    assert np.array_equal(ordered, np.sort(keys))
+
+
+def test_features_already_in_key_order_join_as_shuffled_ones_do(monkeypatch):
+    ordered = FEATURES.sort_by([("card_id", "ascending"), ("event_time", "ascending")])
+    labels = spine([("A", at(12)), ("B", at(12)), ("A", at(9)), ("A", at(8))])
+    expected = [2.0, 10.0, 1.0, None]
+    assert both_ways(monkeypatch, labels, join(ordered))["spend"].to_pylist() == expected
+    assert both_ways(monkeypatch, labels, join(FEATURES.take([3, 2, 0, 1])))["spend"].to_pylist() == expected

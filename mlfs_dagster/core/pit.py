@@ -26,12 +26,13 @@ output name that would appear twice raises ValueError before anything is compute
 
 How: each group's entity keys become dense integer codes shared by both sides (small-range integers by
 offset, other values by hashing), then one int64 sort key per row, entity code then time. Feature and
-spine keys are sorted (in cache-sized buckets) and merged with `searchsorted`, so each spine row finds its
-predecessor; the entity and TTL checks are one comparison on the matched key. Only feature rows tied on
-(keys, time) go through DuckDB, to pick their winner. Groups are joined in parallel threads. A group whose
-key types differ between spine and features or cannot be hashed exactly (floats, nested types), whose
-columns DuckDB would return in a type Arrow cannot cast to, or whose codes times time span overflow int64,
-is joined by a DuckDB ASOF join under the same rules instead.
+spine keys are sorted, each side on its own core (by value, the row numbers packed into the low bits), and
+merged with `searchsorted`, so each spine row finds its predecessor; the entity and TTL checks are one
+comparison on the matched key. Only feature rows tied on (keys, time) go through DuckDB, to pick their
+winner. Groups are joined in parallel threads. A group whose key types differ between spine and features
+or cannot be hashed exactly (floats, nested types), whose columns DuckDB would return in a type Arrow
+cannot cast to, or whose codes times time span overflow int64, is joined by a DuckDB ASOF join under the
+same rules instead.
 """
 
 from __future__ import annotations
@@ -56,8 +57,6 @@ INSTANT_TYPE = pa.timestamp("us", "UTC")
 INT64_MAX = np.iinfo(np.int64).max
 # Codes of several key columns are folded into one; past this count they are made dense again.
 DENSE_CODES = 2**31
-# Keys per bucket when sorting: 32 k int64 keys and their positions fit in a core's cache.
-BUCKET_SIZE = 2**15
 
 
 @dataclass(frozen=True)
@@ -193,8 +192,8 @@ def _matched_rows(
     if (code_count + 1) * span > INT64_MAX:
         return None
     spine_keys = (spine_codes + 1) * span + np.maximum(spine_micros - before_first, 0)
-    spine_order, upper = _sorted_keys(spine_keys)
-    order, keys = _sorted_keys((feature_codes + 1) * span + (feature_micros - before_first))
+    feature_keys = (feature_codes + 1) * span + (feature_micros - before_first)
+    (spine_order, upper), (order, keys) = _in_parallel(_sorted_keys, spine_keys, feature_keys)
     rows, keys = _without_tie_losers(join, order if rows is None else rows[order], keys)
     lower = upper // span * span  # the entity's first key
     if join.ttl is not None:
@@ -207,28 +206,28 @@ def _matched_rows(
 
 
 def _sorted_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The order that sorts non-negative keys, and the sorted keys.
+    """The order that sorts non-negative keys (equal keys in row order), and the sorted keys.
 
-    Millions of keys sort about twice as fast in buckets that fit in the CPU cache as in one argsort: a
-    stable radix pass (numpy's sort of 16-bit ints) groups keys by their top bits, then each bucket is
-    sorted on its own.
+    numpy sorts int64 values several times faster than it argsorts them (SIMD sorting networks), so the
+    row numbers ride in the low bits of the values sorted, under as many of the keys' top bits as fit.
+    Keys that differ only in the bits left out can come out of order; a stable argsort puts them right,
+    cheaply, since timsort takes the nearly sorted keys in long runs.
     """
-    bits = min(max(len(keys) // BUCKET_SIZE, 1).bit_length() - 1, 16)
-    if bits == 0:
-        order = np.argsort(keys)
-        return order, keys[order]
-    shift = max(int(keys.max()).bit_length() - bits, 0)
-    buckets = (keys >> shift).astype(np.uint16)
-    order = np.argsort(buckets, kind="stable")
+    if _ascending(keys):  # feature tables are often written sorted by entity and time
+        return np.arange(len(keys)), keys
+    row_bits = (len(keys) - 1).bit_length()
+    dropped = max(int(keys.max()).bit_length() + row_bits - 63, 0)
+    packed = np.sort((keys >> dropped << row_bits) | np.arange(len(keys)))
+    order = packed & ((1 << row_bits) - 1)
     keys = keys[order]
-    start = 0
-    for end in np.cumsum(np.bincount(buckets)).tolist():
-        if end - start > 1:
-            within = np.argsort(keys[start:end])
-            order[start:end] = order[start:end][within]
-            keys[start:end] = keys[start:end][within]
-        start = end
+    if not _ascending(keys):
+        again = np.argsort(keys, kind="stable")
+        order, keys = order[again], keys[again]
     return order, keys
+
+
+def _ascending(keys: np.ndarray) -> bool:
+    return bool((keys[1:] >= keys[:-1]).all())
 
 
 def _entity_codes(spine: pa.Table, join: FeatureJoin) -> tuple[np.ndarray, np.ndarray, int]:
@@ -374,6 +373,13 @@ def _selected_columns(join: FeatureJoin, alias: str) -> list[str]:
 
 
 # --- Shared ---
+
+
+def _in_parallel(function, *arguments) -> list:
+    """`function` of each argument, in threads: numpy sorts and Arrow kernels release the GIL, so the
+    spine's side and the features' run on two cores."""
+    with ThreadPoolExecutor(len(arguments)) as pool:
+        return list(pool.map(function, arguments))
 
 
 def _as_micros(delta: dt.timedelta) -> int:
