@@ -562,3 +562,38 @@ def test_features_already_in_key_order_join_as_shuffled_ones_do(monkeypatch):
     expected = [2.0, 10.0, 1.0, None]
     assert both_ways(monkeypatch, labels, join(ordered))["spend"].to_pylist() == expected
     assert both_ways(monkeypatch, labels, join(FEATURES.take([3, 2, 0, 1])))["spend"].to_pylist() == expected
+
+
+# --- String keys packed into integers ---
+
+
+@pytest.mark.parametrize(
+    ("key_type", "keys", "packed"),
+    [
+        (pa.string(), ["", "a", "ab", "12345678", None], True),  # empty, short, exactly 8 bytes, null
+        (pa.binary(), [b"a", b"a\0", b"\0a", b"", None], False),  # a NUL byte: would pack like b"a"
+        (pa.string(), ["a", "123456789", "12345678", "", None], False),  # one 9 bytes long
+        (pa.large_string(), ["a", "b", "", "c", None], False),
+    ],
+    ids=["short", "nul byte", "long", "large string"],
+)
+def test_string_keys_match_exactly_packed_or_not(monkeypatch, key_type, keys, packed):
+    assert (pit._packed_strings(pa.chunked_array([pa.array(keys, key_type)])) is not None) == packed
+    distinct = [key for key in keys if key is not None]
+    rows = pa.table(
+        {
+            "k": pa.array(distinct * 2, key_type),
+            "event_time": pa.array([at(9)] * len(distinct) + [at(11)] * len(distinct), MICROS_UTC),
+            "spend": [float(i) for i in range(2 * len(distinct))],
+        }
+    )
+    # Two chunks on the spine, the second a slice, so offsets do not start at zero.
+    labels = pa.table(
+        {
+            "k": pa.chunked_array([pa.array(keys[:2], key_type), pa.array(keys, key_type).slice(2)]),
+            "event_time": pa.array([at(10)] * len(keys), MICROS_UTC),
+        }
+    )
+    group = FeatureJoin("keyed", rows, ("k",), ("spend",))
+    expected = [None if key is None else float(distinct.index(key)) for key in keys]
+    assert both_ways(monkeypatch, labels, group)["spend"].to_pylist() == expected

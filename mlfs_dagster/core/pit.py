@@ -57,6 +57,8 @@ INSTANT_TYPE = pa.timestamp("us", "UTC")
 INT64_MAX = np.iinfo(np.int64).max
 # Codes of several key columns are folded into one; past this count they are made dense again.
 DENSE_CODES = 2**31
+# BYTE_MASKS[n] keeps the first n bytes of a little-endian uint64: the bytes of a string n bytes long.
+BYTE_MASKS = np.array([(1 << 8 * n) - 1 for n in range(9)], np.uint64)
 
 
 @dataclass(frozen=True)
@@ -254,11 +256,44 @@ def _column_codes(features: pa.ChunkedArray, spine: pa.ChunkedArray) -> tuple[np
         small = _integer_codes(features, spine)
         if small is not None:
             return small
-    encoded = pc.dictionary_encode(features)  # every chunk gets the same, whole dictionary
-    dictionary = encoded.chunk(0).dictionary if encoded.num_chunks else pa.array([], features.type)
-    feature_codes = pa.chunked_array([chunk.indices for chunk in encoded.chunks], pa.int32())
-    spine_codes = pc.index_in(spine, value_set=dictionary)
-    return _filled(feature_codes), _filled(spine_codes), len(dictionary)
+    packed = _packed_strings(features), _packed_strings(spine)
+    if None not in packed:
+        features, spine = packed
+    # Both sides hashed at once, one per core; then each distinct spine value is looked up, not each row.
+    (feature_codes, dictionary), (spine_codes, spine_values) = _in_parallel(_encoded, features, spine)
+    spine_value_codes = _filled(pc.index_in(spine_values, value_set=dictionary))
+    # A null spine row's -1 picks the -1 appended.
+    return feature_codes, np.append(spine_value_codes, -1)[spine_codes], len(dictionary)
+
+
+def _encoded(column: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
+    """Each row's index in the column's distinct values (-1 for a null), and those values."""
+    encoded = pc.dictionary_encode(column)  # every chunk gets the same, whole dictionary
+    dictionary = encoded.chunk(0).dictionary if encoded.num_chunks else pa.array([], column.type)
+    return _filled(pa.chunked_array([chunk.indices for chunk in encoded.chunks], pa.int32())), dictionary
+
+
+def _packed_strings(column: pa.ChunkedArray) -> pa.ChunkedArray | None:
+    """Strings of at most 8 bytes as the uint64 of their bytes, zero-padded, which Arrow hashes several times
+    as fast as strings. None for other types, a longer string, or a NUL byte (as "a" and "a\0" pack alike)."""
+    if not (pa.types.is_string(column.type) or pa.types.is_binary(column.type)):
+        return None
+    chunks = [_packed_chunk(chunk) for chunk in column.chunks]
+    return None if None in chunks else pa.chunked_array(chunks, pa.uint64())
+
+
+def _packed_chunk(chunk: pa.Array) -> pa.Array | None:
+    offsets = np.frombuffer(chunk.buffers()[1], np.int32, len(chunk) + 1, chunk.offset * 4)
+    lengths = np.diff(offsets)
+    data = np.frombuffer(chunk.buffers()[2] or b"", np.uint8)[offsets[0] : offsets[-1]]
+    if lengths.max(initial=0) > 8 or not data.all():
+        return None
+    # Each string's first 8 bytes in one read: a uint64 view of the (padded) bytes at every byte position.
+    padded = np.zeros(len(data) + 8, np.uint8)
+    padded[: len(data)] = data
+    windows = np.ndarray(len(data) + 1, "<u8", padded, strides=(1,))
+    values = windows[offsets[:-1] - offsets[0]] & BYTE_MASKS[lengths]
+    return pa.array(values, mask=np.asarray(chunk.is_null()) if chunk.null_count else None)
 
 
 def _integer_codes(features: pa.ChunkedArray, spine: pa.ChunkedArray) -> tuple | None:
