@@ -135,8 +135,11 @@ def _sort_merge_join(spine: pa.Table, spine_times: pa.ChunkedArray, join: Featur
     if rows is None:
         return None
     indices = pa.array(rows, mask=rows < 0)
-    matched = join.features.select(list(join.columns)).take(indices).cast(types)
-    return [*matched.columns, feature_times.take(indices)]
+    columns = [*join.features.select(list(join.columns)).columns, feature_times]
+    # Arrow's take releases the GIL: the columns are gathered on both cores.
+    taken = _in_parallel(lambda column: column.take(indices), *columns)
+    matched = pa.Table.from_arrays(taken[:-1], names=list(join.columns)).cast(types)
+    return [*matched.columns, taken[-1]]
 
 
 def _duckdb_types(join: FeatureJoin) -> pa.Schema | None:
@@ -256,10 +259,10 @@ def _column_codes(features: pa.ChunkedArray, spine: pa.ChunkedArray) -> tuple[np
         small = _integer_codes(features, spine)
         if small is not None:
             return small
-    packed = _packed_strings(features), _packed_strings(spine)
+    # Both sides packed, then hashed, at once, one per core; then each distinct spine value is looked up.
+    packed = _in_parallel(_packed_strings, features, spine)
     if None not in packed:
         features, spine = packed
-    # Both sides hashed at once, one per core; then each distinct spine value is looked up, not each row.
     (feature_codes, dictionary), (spine_codes, spine_values) = _in_parallel(_encoded, features, spine)
     spine_value_codes = _filled(pc.index_in(spine_values, value_set=dictionary))
     # A null spine row's -1 picks the -1 appended.
