@@ -597,3 +597,8 @@ def test_string_keys_match_exactly_packed_or_not(monkeypatch, key_type, keys, pa
     group = FeatureJoin("keyed", rows, ("k",), ("spend",))
     expected = [None if key is None else float(distinct.index(key)) for key in keys]
     assert both_ways(monkeypatch, labels, group)["spend"].to_pylist() == expected
+
+
+def test_packed_strings_are_their_bytes_and_empty_chunks_pack_to_nothing():
+    column = pa.chunked_array([pa.array([], pa.string()), pa.array(["a", None, "ab", ""])])
+    assert pit._packed_strings(column).to_pylist() == [0x61, None, 0x6261, 0]

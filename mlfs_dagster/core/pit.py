@@ -24,15 +24,15 @@ Result: the spine's columns exactly as passed (types, zones and values untouched
 matched row. Feature columns have the types DuckDB returns (a zoned timestamp comes back in UTC). An
 output name that would appear twice raises ValueError before anything is computed.
 
-How: each group's entity keys become dense integer codes shared by both sides (small-range integers by
-offset, other values by hashing), then one int64 sort key per row, entity code then time. Feature and
-spine keys are sorted, each side on its own core (by value, the row numbers packed into the low bits), and
-merged with `searchsorted`, so each spine row finds its predecessor; the entity and TTL checks are one
-comparison on the matched key. Only feature rows tied on (keys, time) go through DuckDB, to pick their
-winner. Groups are joined in parallel threads. A group whose key types differ between spine and features
-or cannot be hashed exactly (floats, nested types), whose columns DuckDB would return in a type Arrow
-cannot cast to, or whose codes times time span overflow int64, is joined by a DuckDB ASOF join under the
-same rules instead.
+How: each group's entity keys become dense integer codes shared by both sides (small-range integers by offset,
+other values by hashing, strings of up to 8 bytes hashed as integers), then one int64 sort key per row, entity
+code then time. Feature and spine keys are sorted, each side on its own core (by value, the row numbers packed
+into the low bits), and merged with `searchsorted`, so each spine row finds its predecessor; the entity and
+TTL checks are one comparison on the matched key. Only feature rows tied on (keys, time) go through DuckDB, to
+pick their winner. Groups are joined in parallel threads. A group whose key types differ between spine and
+features or cannot be hashed exactly (floats, nested types), whose columns DuckDB would return in a type Arrow
+cannot cast to, or whose codes times time span overflow int64, is joined by a DuckDB ASOF join under the same
+rules instead.
 """
 
 from __future__ import annotations
@@ -286,6 +286,8 @@ def _packed_strings(column: pa.ChunkedArray) -> pa.ChunkedArray | None:
 
 
 def _packed_chunk(chunk: pa.Array) -> pa.Array | None:
+    if len(chunk) == 0:  # its buffers may be missing
+        return pa.array([], pa.uint64())
     offsets = np.frombuffer(chunk.buffers()[1], np.int32, len(chunk) + 1, chunk.offset * 4)
     lengths = np.diff(offsets)
     data = np.frombuffer(chunk.buffers()[2] or b"", np.uint8)[offsets[0] : offsets[-1]]
