@@ -134,12 +134,20 @@ def _sort_merge_join(spine: pa.Table, spine_times: pa.ChunkedArray, join: Featur
     rows = _matched_rows(spine, spine_times, join, feature_times)
     if rows is None:
         return None
-    indices = pa.array(rows, mask=rows < 0)
+    found, anywhere = pa.array(rows >= 0), pa.array(np.maximum(rows, 0))
     columns = [*join.features.select(list(join.columns)).columns, feature_times]
     # Arrow's take releases the GIL: the columns are gathered on both cores.
-    taken = _in_parallel(lambda column: column.take(indices), *columns)
+    taken = _in_parallel(lambda column: _taken(column, anywhere, found), *columns)
     matched = pa.Table.from_arrays(taken[:-1], names=list(join.columns)).cast(types)
     return [*matched.columns, taken[-1]]
+
+
+def _taken(column: pa.ChunkedArray, anywhere: pa.Array, found: pa.Array) -> pa.ChunkedArray:
+    """The column's rows at `anywhere`, null where not `found`. Arrow takes several times faster without
+    null indices, so an unmatched row takes row 0 and is nulled after."""
+    if len(column) == 0:
+        return pa.chunked_array([pa.nulls(len(found), column.type)])
+    return pc.if_else(found, column.take(anywhere), pa.scalar(None, column.type))
 
 
 def _duckdb_types(join: FeatureJoin) -> pa.Schema | None:
