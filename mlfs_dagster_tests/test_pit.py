@@ -602,3 +602,20 @@ def test_string_keys_match_exactly_packed_or_not(monkeypatch, key_type, keys, pa
 def test_packed_strings_are_their_bytes_and_empty_chunks_pack_to_nothing():
     column = pa.chunked_array([pa.array([], pa.string()), pa.array(["a", None, "ab", ""])])
     assert pit._packed_strings(column).to_pylist() == [0x61, None, 0x6261, 0]
+
+
+def test_keys_wider_than_the_bits_beside_the_row_numbers_agree_with_the_fallback(monkeypatch):
+    # Times over 800 years in microseconds need 55 bits: the packed sort drops low bits and puts them right.
+    rng = np.random.default_rng(1)
+    start = np.datetime64("1500-01-01", "us")
+
+    def times(rows: int) -> pa.Array:
+        years = rng.integers(0, 800 * 365 * 86_400_000_000, rows)
+        nearby = rng.random(rows) < 0.5  # half within a millisecond of one another: only low bits differ
+        return pa.array(start + np.where(nearby, years % 1000 + 10**15, years), MICROS_UTC)
+
+    cards = rng.choice(["A", "B", "C"], 5_000)
+    rows = pa.table({"card_id": cards, "event_time": times(5_000), "spend": rng.random(5_000)})
+    labels = pa.table({"card_id": rng.choice(["A", "B", "C", "D"], 3_000), "event_time": times(3_000)})
+    result = both_ways(monkeypatch, labels, FeatureJoin("cards", rows, ("card_id",), ("spend",)))
+    assert 0 < result["spend"].null_count < result.num_rows
