@@ -525,3 +525,97 @@ def test_random_tables_with_ties_nulls_and_two_keys_agree_with_the_fallback(monk
     result = both_ways(monkeypatch, labels, *groups)
     assert result.select(labels.column_names).equals(labels)
     assert 0 < result["spend"].null_count < result.num_rows
+
+
+# --- Sorting the int64 keys ---
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        [],
+        [7],
+        [1, 2, 2, 5, 9],  # already sorted: kept as it is
+        [5, 1, 9, 1, 0, 5],  # small keys: the row numbers fit beside every bit
+        [2**62 + 3, 2**62 + 1, 2**62 + 2, 2**62, 2**62 + 1],  # differ only in bits left out of the first sort
+        [2**62, 5, 2**61 + 1, 2**61, 2**62 - 1, 5],  # some differ in bits kept, some only in bits left out
+    ],
+    ids=["empty", "one", "sorted", "small", "low bits only", "mixed"],
+)
+def test_sorted_keys_give_the_stable_order(keys):
+    keys = np.array(keys, np.int64)
+    order, ordered = pit._sorted_keys(keys)
+    assert order.tolist() == np.argsort(keys, kind="stable").tolist()
+    assert ordered.tolist() == sorted(keys.tolist())
+
+
+def test_sorted_keys_of_many_random_rows_with_ties():
+    keys = np.random.default_rng(0).integers(2**62 - 2**20, 2**62, 100_000)  # many ties, only low bits differ
+    order, ordered = pit._sorted_keys(keys)
+    assert np.array_equal(order, np.argsort(keys, kind="stable"))
+    assert np.array_equal(ordered, np.sort(keys))
+
+
+def test_features_already_in_key_order_join_as_shuffled_ones_do(monkeypatch):
+    ordered = FEATURES.sort_by([("card_id", "ascending"), ("event_time", "ascending")])
+    labels = spine([("A", at(12)), ("B", at(12)), ("A", at(9)), ("A", at(8))])
+    expected = [2.0, 10.0, 1.0, None]
+    assert both_ways(monkeypatch, labels, join(ordered))["spend"].to_pylist() == expected
+    assert both_ways(monkeypatch, labels, join(FEATURES.take([3, 2, 0, 1])))["spend"].to_pylist() == expected
+
+
+# --- String keys packed into integers ---
+
+
+@pytest.mark.parametrize(
+    ("key_type", "keys", "packed"),
+    [
+        (pa.string(), ["", "a", "ab", "12345678", None], True),  # empty, short, exactly 8 bytes, null
+        (pa.binary(), [b"a", b"a\0", b"\0a", b"", None], False),  # a NUL byte: would pack like b"a"
+        (pa.string(), ["a", "123456789", "12345678", "", None], False),  # one 9 bytes long
+        (pa.large_string(), ["a", "b", "", "c", None], False),
+    ],
+    ids=["short", "nul byte", "long", "large string"],
+)
+def test_string_keys_match_exactly_packed_or_not(monkeypatch, key_type, keys, packed):
+    assert (pit._packed_strings(pa.chunked_array([pa.array(keys, key_type)])) is not None) == packed
+    distinct = [key for key in keys if key is not None]
+    rows = pa.table(
+        {
+            "k": pa.array(distinct * 2, key_type),
+            "event_time": pa.array([at(9)] * len(distinct) + [at(11)] * len(distinct), MICROS_UTC),
+            "spend": [float(i) for i in range(2 * len(distinct))],
+        }
+    )
+    # Two chunks on the spine, the second a slice, so offsets do not start at zero.
+    labels = pa.table(
+        {
+            "k": pa.chunked_array([pa.array(keys[:2], key_type), pa.array(keys, key_type).slice(2)]),
+            "event_time": pa.array([at(10)] * len(keys), MICROS_UTC),
+        }
+    )
+    group = FeatureJoin("keyed", rows, ("k",), ("spend",))
+    expected = [None if key is None else float(distinct.index(key)) for key in keys]
+    assert both_ways(monkeypatch, labels, group)["spend"].to_pylist() == expected
+
+
+def test_packed_strings_are_their_bytes_and_empty_chunks_pack_to_nothing():
+    column = pa.chunked_array([pa.array([], pa.string()), pa.array(["a", None, "ab", ""])])
+    assert pit._packed_strings(column).to_pylist() == [0x61, None, 0x6261, 0]
+
+
+def test_keys_wider_than_the_bits_beside_the_row_numbers_agree_with_the_fallback(monkeypatch):
+    # Times over 800 years in microseconds need 55 bits: the packed sort drops low bits and puts them right.
+    rng = np.random.default_rng(1)
+    start = np.datetime64("1500-01-01", "us")
+
+    def times(rows: int) -> pa.Array:
+        years = rng.integers(0, 800 * 365 * 86_400_000_000, rows)
+        nearby = rng.random(rows) < 0.5  # half within a millisecond of one another: only low bits differ
+        return pa.array(start + np.where(nearby, years % 1000 + 10**15, years), MICROS_UTC)
+
+    cards = rng.choice(["A", "B", "C"], 5_000)
+    rows = pa.table({"card_id": cards, "event_time": times(5_000), "spend": rng.random(5_000)})
+    labels = pa.table({"card_id": rng.choice(["A", "B", "C", "D"], 3_000), "event_time": times(3_000)})
+    result = both_ways(monkeypatch, labels, FeatureJoin("cards", rows, ("card_id",), ("spend",)))
+    assert 0 < result["spend"].null_count < result.num_rows

@@ -24,14 +24,15 @@ Result: the spine's columns exactly as passed (types, zones and values untouched
 matched row. Feature columns have the types DuckDB returns (a zoned timestamp comes back in UTC). An
 output name that would appear twice raises ValueError before anything is computed.
 
-How: each group's entity keys become dense integer codes shared by both sides (small-range integers by
-offset, other values by hashing), then one int64 sort key per row, entity code then time. Feature and
-spine keys are sorted (in cache-sized buckets) and merged with `searchsorted`, so each spine row finds its
-predecessor; the entity and TTL checks are one comparison on the matched key. Only feature rows tied on
-(keys, time) go through DuckDB, to pick their winner. Groups are joined in parallel threads. A group whose
-key types differ between spine and features or cannot be hashed exactly (floats, nested types), whose
-columns DuckDB would return in a type Arrow cannot cast to, or whose codes times time span overflow int64,
-is joined by a DuckDB ASOF join under the same rules instead.
+How: each group's entity keys become dense integer codes shared by both sides (small-range integers by offset,
+other values by hashing, strings of up to 8 bytes hashed as integers), then one int64 sort key per row, entity
+code then time. Feature and spine keys are sorted, each side on its own core (by value, the row numbers packed
+into the low bits), and merged with `searchsorted`, so each spine row finds its predecessor; the entity and
+TTL checks are one comparison on the matched key. Only feature rows tied on (keys, time) go through DuckDB, to
+pick their winner. Groups are joined in parallel threads. A group whose key types differ between spine and
+features or cannot be hashed exactly (floats, nested types), whose columns DuckDB would return in a type Arrow
+cannot cast to, or whose codes times time span overflow int64, is joined by a DuckDB ASOF join under the same
+rules instead.
 """
 
 from __future__ import annotations
@@ -56,8 +57,8 @@ INSTANT_TYPE = pa.timestamp("us", "UTC")
 INT64_MAX = np.iinfo(np.int64).max
 # Codes of several key columns are folded into one; past this count they are made dense again.
 DENSE_CODES = 2**31
-# Keys per bucket when sorting: 32 k int64 keys and their positions fit in a core's cache.
-BUCKET_SIZE = 2**15
+# BYTE_MASKS[n] keeps the first n bytes of a little-endian uint64: the bytes of a string n bytes long.
+BYTE_MASKS = np.array([(1 << 8 * n) - 1 for n in range(9)], np.uint64)
 
 
 @dataclass(frozen=True)
@@ -133,9 +134,20 @@ def _sort_merge_join(spine: pa.Table, spine_times: pa.ChunkedArray, join: Featur
     rows = _matched_rows(spine, spine_times, join, feature_times)
     if rows is None:
         return None
-    indices = pa.array(rows, mask=rows < 0)
-    matched = join.features.select(list(join.columns)).take(indices).cast(types)
-    return [*matched.columns, feature_times.take(indices)]
+    found, anywhere = pa.array(rows >= 0), pa.array(np.maximum(rows, 0))
+    columns = [*join.features.select(list(join.columns)).columns, feature_times]
+    # Arrow's take releases the GIL: the columns are gathered on both cores.
+    taken = _in_parallel(lambda column: _taken(column, anywhere, found), *columns)
+    matched = pa.Table.from_arrays(taken[:-1], names=list(join.columns)).cast(types)
+    return [*matched.columns, taken[-1]]
+
+
+def _taken(column: pa.ChunkedArray, anywhere: pa.Array, found: pa.Array) -> pa.ChunkedArray:
+    """The column's rows at `anywhere`, null where not `found`. Arrow takes several times faster without
+    null indices, so an unmatched row takes row 0 and is nulled after."""
+    if len(column) == 0:
+        return pa.chunked_array([pa.nulls(len(found), column.type)])
+    return pc.if_else(found, column.take(anywhere), pa.scalar(None, column.type))
 
 
 def _duckdb_types(join: FeatureJoin) -> pa.Schema | None:
@@ -193,8 +205,8 @@ def _matched_rows(
     if (code_count + 1) * span > INT64_MAX:
         return None
     spine_keys = (spine_codes + 1) * span + np.maximum(spine_micros - before_first, 0)
-    spine_order, upper = _sorted_keys(spine_keys)
-    order, keys = _sorted_keys((feature_codes + 1) * span + (feature_micros - before_first))
+    feature_keys = (feature_codes + 1) * span + (feature_micros - before_first)
+    (spine_order, upper), (order, keys) = _in_parallel(_sorted_keys, spine_keys, feature_keys)
     rows, keys = _without_tie_losers(join, order if rows is None else rows[order], keys)
     lower = upper // span * span  # the entity's first key
     if join.ttl is not None:
@@ -207,28 +219,28 @@ def _matched_rows(
 
 
 def _sorted_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The order that sorts non-negative keys, and the sorted keys.
+    """The order that sorts non-negative keys (equal keys in row order), and the sorted keys.
 
-    Millions of keys sort about twice as fast in buckets that fit in the CPU cache as in one argsort: a
-    stable radix pass (numpy's sort of 16-bit ints) groups keys by their top bits, then each bucket is
-    sorted on its own.
+    numpy sorts int64 values several times faster than it argsorts them (SIMD sorting networks), so the
+    row numbers ride in the low bits of the values sorted, under as many of the keys' top bits as fit.
+    Keys that differ only in the bits left out can come out of order; a stable argsort puts them right,
+    cheaply, since timsort takes the nearly sorted keys in long runs.
     """
-    bits = min(max(len(keys) // BUCKET_SIZE, 1).bit_length() - 1, 16)
-    if bits == 0:
-        order = np.argsort(keys)
-        return order, keys[order]
-    shift = max(int(keys.max()).bit_length() - bits, 0)
-    buckets = (keys >> shift).astype(np.uint16)
-    order = np.argsort(buckets, kind="stable")
+    if _ascending(keys):  # feature tables are often written sorted by entity and time
+        return np.arange(len(keys)), keys
+    row_bits = (len(keys) - 1).bit_length()
+    dropped = max(int(keys.max()).bit_length() + row_bits - 63, 0)
+    packed = np.sort((keys >> dropped << row_bits) | np.arange(len(keys)))
+    order = packed & ((1 << row_bits) - 1)
     keys = keys[order]
-    start = 0
-    for end in np.cumsum(np.bincount(buckets)).tolist():
-        if end - start > 1:
-            within = np.argsort(keys[start:end])
-            order[start:end] = order[start:end][within]
-            keys[start:end] = keys[start:end][within]
-        start = end
+    if not _ascending(keys):
+        again = np.argsort(keys, kind="stable")
+        order, keys = order[again], keys[again]
     return order, keys
+
+
+def _ascending(keys: np.ndarray) -> bool:
+    return bool((keys[1:] >= keys[:-1]).all())
 
 
 def _entity_codes(spine: pa.Table, join: FeatureJoin) -> tuple[np.ndarray, np.ndarray, int]:
@@ -255,11 +267,46 @@ def _column_codes(features: pa.ChunkedArray, spine: pa.ChunkedArray) -> tuple[np
         small = _integer_codes(features, spine)
         if small is not None:
             return small
-    encoded = pc.dictionary_encode(features)  # every chunk gets the same, whole dictionary
-    dictionary = encoded.chunk(0).dictionary if encoded.num_chunks else pa.array([], features.type)
-    feature_codes = pa.chunked_array([chunk.indices for chunk in encoded.chunks], pa.int32())
-    spine_codes = pc.index_in(spine, value_set=dictionary)
-    return _filled(feature_codes), _filled(spine_codes), len(dictionary)
+    # Both sides packed, then hashed, at once, one per core; then each distinct spine value is looked up.
+    packed = _in_parallel(_packed_strings, features, spine)
+    if None not in packed:
+        features, spine = packed
+    (feature_codes, dictionary), (spine_codes, spine_values) = _in_parallel(_encoded, features, spine)
+    spine_value_codes = _filled(pc.index_in(spine_values, value_set=dictionary))
+    # A null spine row's -1 picks the -1 appended.
+    return feature_codes, np.append(spine_value_codes, -1)[spine_codes], len(dictionary)
+
+
+def _encoded(column: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
+    """Each row's index in the column's distinct values (-1 for a null), and those values."""
+    encoded = pc.dictionary_encode(column)  # every chunk gets the same, whole dictionary
+    dictionary = encoded.chunk(0).dictionary if encoded.num_chunks else pa.array([], column.type)
+    return _filled(pa.chunked_array([chunk.indices for chunk in encoded.chunks], pa.int32())), dictionary
+
+
+def _packed_strings(column: pa.ChunkedArray) -> pa.ChunkedArray | None:
+    """Strings of at most 8 bytes as the uint64 of their bytes, zero-padded, which Arrow hashes several times
+    as fast as strings. None for other types, a longer string, or a NUL byte (as "a" and "a\0" pack alike)."""
+    if not (pa.types.is_string(column.type) or pa.types.is_binary(column.type)):
+        return None
+    chunks = [_packed_chunk(chunk) for chunk in column.chunks]
+    return None if None in chunks else pa.chunked_array(chunks, pa.uint64())
+
+
+def _packed_chunk(chunk: pa.Array) -> pa.Array | None:
+    if len(chunk) == 0:  # its buffers may be missing
+        return pa.array([], pa.uint64())
+    offsets = np.frombuffer(chunk.buffers()[1], np.int32, len(chunk) + 1, chunk.offset * 4)
+    lengths = np.diff(offsets)
+    data = np.frombuffer(chunk.buffers()[2] or b"", np.uint8)[offsets[0] : offsets[-1]]
+    if lengths.max(initial=0) > 8 or not data.all():
+        return None
+    # Each string's first 8 bytes in one read: a uint64 view of the (padded) bytes at every byte position.
+    padded = np.zeros(len(data) + 8, np.uint8)
+    padded[: len(data)] = data
+    windows = np.ndarray(len(data) + 1, "<u8", padded, strides=(1,))
+    values = windows[offsets[:-1] - offsets[0]] & BYTE_MASKS[lengths]
+    return pa.array(values, mask=np.asarray(chunk.is_null()) if chunk.null_count else None)
 
 
 def _integer_codes(features: pa.ChunkedArray, spine: pa.ChunkedArray) -> tuple | None:
@@ -374,6 +421,13 @@ def _selected_columns(join: FeatureJoin, alias: str) -> list[str]:
 
 
 # --- Shared ---
+
+
+def _in_parallel(function, *arguments) -> list:
+    """`function` of each argument, in threads: numpy sorts and Arrow kernels release the GIL, so the
+    spine's side and the features' run on two cores."""
+    with ThreadPoolExecutor(len(arguments)) as pool:
+        return list(pool.map(function, arguments))
 
 
 def _as_micros(delta: dt.timedelta) -> int:
