@@ -44,7 +44,7 @@ FRAUD_VIEW = FeatureViewSpec(
 FRAUD_MODEL = ModelSpec(
     name="fraud_model",
     description=(
-        "Gradient-boosted fraud classifier: imputers and encoders inside the scikit-learn pipeline, trained on "
+        "Gradient-boosted fraud classifier: its category encoder inside the scikit-learn pipeline, trained on "
         "the training set's train split, evaluated on the later validation split from probabilities."
     ),
     feature_view=FRAUD_VIEW,

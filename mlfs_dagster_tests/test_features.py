@@ -372,23 +372,24 @@ def test_the_monitoring_reference_is_the_latest_training_window_and_the_validati
     import dataclasses
 
     from card_fraud.system import FRAUD_MODEL
-    from mlfs_dagster.core.training import REFERENCE_ROWS, SPLIT, monitoring_reference
+    from mlfs_dagster.core.training import REFERENCE_ROWS, SPLIT, monitoring_reference, validation_outputs_of
 
     days = [midnight(day) for day in range(60)]
     frame = pd.DataFrame({feature: 1.0 for feature in FRAUD_MODEL.features}, index=range(60)).assign(
         amount=[float(day) for day in range(60)], event_time=days,
         split=["train"] * 50 + ["validation"] * 10)
     model = dataclasses.replace(FRAUD_MODEL, drift_reference_window=dt.timedelta(days=7))
-    reference = monitoring_reference(model, frame, ScoresTheAmount())
+    outputs = validation_outputs_of(model, frame, ScoresTheAmount())
+    reference = monitoring_reference(model, frame, outputs)
     assert reference["training_rows"]["amount"].tolist() == [42.0, 43, 44, 45, 46, 47, 48, 49]  # days 42..49
     assert set(reference["training_rows"].columns) == {*FRAUD_MODEL.features, "event_time"}
     assert reference["validation_outputs"]["score"].tolist() == pytest.approx([d / 1000 for d in range(50, 60)])
 
-    whole = monitoring_reference(dataclasses.replace(model, drift_reference_window=None), frame, ScoresTheAmount())
+    whole = monitoring_reference(dataclasses.replace(model, drift_reference_window=None), frame, outputs)
     assert len(whole["training_rows"]) == 50 and SPLIT not in whole["training_rows"]
     many = pd.concat([frame.iloc[:50]] * (REFERENCE_ROWS // 50 + 2), ignore_index=True)
     sampled = monitoring_reference(dataclasses.replace(model, drift_reference_window=None),
-                                   pd.concat([many, frame.iloc[50:]]), ScoresTheAmount())["training_rows"]
+                                   pd.concat([many, frame.iloc[50:]]), outputs)["training_rows"]
     assert len(sampled) == REFERENCE_ROWS and sampled["event_time"].is_monotonic_increasing
 
 

@@ -85,7 +85,7 @@ def _candidate_asset(system: System, model: ModelSpec) -> AssetsDefinition:
                                                 metadata=decided)],
             )
         frame = store.read(view.table, _columns_used(store, model, champion), snapshot_id=snapshot_id).to_pandas()
-        fitted, metrics = fit_and_evaluate(model, frame, seed)
+        fitted, metrics, validation_outputs = fit_and_evaluate(model, frame, seed)
         champion_metrics = _champion_on(registry, model, champion, frame) if champion else None
         failures = gate_failures(model.gates, metrics, champion_metrics)
         registered = registry.log_and_register(
@@ -99,7 +99,7 @@ def _candidate_asset(system: System, model: ModelSpec) -> AssetsDefinition:
                   "champion_at_training": champion.version if champion else "none"},
             input_example=_input_example(frame, model),
             datasets=[{"table": view.table, "snapshot_id": str(snapshot_id), "rows": len(frame), "role": "training"}],
-            frames=monitoring_reference(model, frame, fitted,
+            frames=monitoring_reference(model, frame, validation_outputs,
                                         drifted_periods(store, model.drift_table, system.step)),
         )
         registry.set_alias(name, CHALLENGER, registered.version)

@@ -54,7 +54,7 @@ from mlfs_dagster.core.offline_store import OfflineStore, TimeRange
 from mlfs_dagster.core.registry import ModelRegistry
 from mlfs_dagster.core.retraining import PartitionSignal, decide, episodes, seen_by_drift
 from mlfs_dagster.core.specs import ModelSpec, System
-from mlfs_dagster.core.training import monitoring_reference
+from mlfs_dagster.core.training import monitoring_reference, validation_outputs_of
 from mlfs_dagster.resources import ModelRegistryResource, OfflineStoreResource, ReportStoreResource
 
 DAY = dt.timedelta(days=1)
@@ -254,9 +254,10 @@ def _monitoring_reference(store: OfflineStore, registry: ModelRegistry, model: M
     served_by = registry.get_version(model.registered_name, version)
     frames = {key: registry.run_frame(served_by.run_id, key) for key in ("training_rows", "validation_outputs")}
     if any(frame is None for frame in frames.values()):
-        training_set = store.read(model.feature_view.table, snapshot_id=int(served_by.tags["training_set_snapshot"]))
-        frames = monitoring_reference(model, training_set.to_pandas(),
-                                      registry.load_version(model.registered_name, version),
+        training_set = store.read(model.feature_view.table,
+                                  snapshot_id=int(served_by.tags["training_set_snapshot"])).to_pandas()
+        fitted = registry.load_version(model.registered_name, version)
+        frames = monitoring_reference(model, training_set, validation_outputs_of(model, training_set, fitted),
                                       drifted_periods(store, model.drift_table, step))
         registry.log_frames(served_by.run_id, frames)
     return served_by, frames

@@ -177,11 +177,19 @@ def _dataset_findings(store, view: FeatureViewSpec, version: str, written):
     tags = store.tags(view.table)
     number = int(version.rsplit("_v", 1)[1])
     previous_id = tags.get(f"{view.asset_name}_v{number - 1}")
-    previous = store.read(view.table, snapshot_id=previous_id).to_pandas() if previous_id else None
     not_features = {*view.spine_keys, view.spine_time, view.label.column, SPLIT,
                     *(view.matched_time_column(s) for s in view.selections)}
     features = [c for c in written.column_names if c not in not_features]
-    return training_set_findings(written.to_pandas(), previous, view.label.column, view.label.kind, features)
+    checked = (*features, view.label.column, SPLIT)
+    previous = _checked_columns(store.read(view.table, snapshot_id=previous_id), checked) if previous_id else None
+    return training_set_findings(_checked_columns(written, checked), previous, view.label.column, view.label.kind,
+                                 features)
+
+
+def _checked_columns(table, columns: tuple[str, ...]):
+    """Only the columns the checks read (a year's unique keys and times would be gigabytes of Python objects),
+    strings as categories (a byte a row, not a Python object's address)."""
+    return table.select([c for c in columns if c in table.column_names]).to_pandas(strings_to_categorical=True)
 
 
 def _latest_version(store, view: FeatureViewSpec) -> tuple[str, int] | None:

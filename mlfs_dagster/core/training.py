@@ -126,12 +126,17 @@ def outputs(model, kind: str, features: pd.DataFrame) -> np.ndarray:
 
 def evaluate(model, frame: pd.DataFrame, features: list[str], label: str, kind: str) -> dict[str, float]:
     """Binary: PR-AUC and ROC-AUC from probabilities (never hard 0/1 predictions); regression: MAE, RMSE, R2."""
+    return metrics_on(frame[label], outputs(model, kind, frame[features]), kind)
+
+
+def metrics_on(truth: pd.Series, predicted: np.ndarray, kind: str) -> dict[str, float]:
+    """`evaluate`'s metrics of outputs already predicted."""
     if kind == "regression":
-        return metrics_of(frame[label].to_numpy(), outputs(model, kind, frame[features]), kind)
-    truth = frame[label].to_numpy().astype(int)
-    if truth.min() == truth.max():
-        raise ValueError(f"cannot evaluate on {len(truth)} rows with a single class in '{label}'")
-    return metrics_of(truth, outputs(model, kind, frame[features]), kind)
+        return metrics_of(truth.to_numpy(), predicted, kind)
+    classes = truth.to_numpy().astype(int)
+    if classes.min() == classes.max():
+        raise ValueError(f"cannot evaluate on {len(classes)} rows with a single class in '{truth.name}'")
+    return metrics_of(classes, predicted, kind)
 
 
 def metrics_of(truth, predicted, kind: str, alert_threshold: float | None = None) -> dict[str, float]:
@@ -159,17 +164,21 @@ def metrics_of(truth, predicted, kind: str, alert_threshold: float | None = None
 
 
 def fit_and_evaluate(model_spec: ModelSpec, frame: pd.DataFrame, seed: int | None = None):
-    """Fit the model's pipeline on the 'train' split, evaluate on 'validation'; returns the model and metrics."""
+    """Fit the model's pipeline on the 'train' split, evaluate on 'validation'; returns the model, its metrics and
+    its outputs on the validation rows (monitoring's reference: predicted once, for both)."""
     label = model_spec.feature_view.label
     features = list(model_spec.features)
-    train, validation = frame[frame[SPLIT] == "train"], frame[frame[SPLIT] == "validation"]
-    target = train[label.column].astype(int) if label.kind == "binary" else train[label.column]
-    model = model_spec.build_pipeline(seed).fit(train[features], target)
-    metrics = evaluate(model, validation, features, label.column, label.kind)
-    return model, {**metrics, "train_rows": float(len(train))}
+    train = frame[SPLIT] == "train"
+    target = frame.loc[train, label.column]
+    # Rows and columns in one selection: one copy of a year's train rows, not two.
+    model = model_spec.build_pipeline(seed).fit(frame.loc[train, features],
+                                                target.astype(int) if label.kind == "binary" else target)
+    predicted = validation_outputs_of(model_spec, frame, model)
+    metrics = metrics_on(frame.loc[frame[SPLIT] == "validation", label.column], predicted, label.kind)
+    return model, {**metrics, "train_rows": float(train.sum())}, predicted
 
 
-def monitoring_reference(model_spec: ModelSpec, frame: pd.DataFrame, fitted,
+def monitoring_reference(model_spec: ModelSpec, frame: pd.DataFrame, validation_outputs: np.ndarray,
                          drifted: Sequence[TimeRange] = ()) -> dict[str, pd.DataFrame]:
     """What monitoring compares a version's service with, fixed when it is trained.
 
@@ -179,14 +188,19 @@ def monitoring_reference(model_spec: ModelSpec, frame: pd.DataFrame, fitted,
     drift.
     """
     time = model_spec.feature_view.spine_time
-    train, validation = frame[frame[SPLIT] == "train"], frame[frame[SPLIT] == "validation"]
+    train = frame[frame[SPLIT] == "train"]
     if model_spec.drift_reference_window is not None and not train.empty:
         train = latest_window(train, time, model_spec.drift_reference_window, drifted)
     if len(train) > REFERENCE_ROWS:
         train = train.sample(REFERENCE_ROWS, random_state=0).sort_values(time)
-    kind, features = model_spec.feature_view.label.kind, list(model_spec.features)
-    return {"training_rows": train[[*features, time]].reset_index(drop=True),
-            "validation_outputs": pd.DataFrame({model_spec.output_column: outputs(fitted, kind, validation[features])})}
+    return {"training_rows": train[[*model_spec.features, time]].reset_index(drop=True),
+            "validation_outputs": pd.DataFrame({model_spec.output_column: validation_outputs})}
+
+
+def validation_outputs_of(model_spec: ModelSpec, frame: pd.DataFrame, fitted) -> np.ndarray:
+    """A fitted version's outputs on the validation split of its training set."""
+    validation = frame.loc[frame[SPLIT] == "validation", list(model_spec.features)]
+    return outputs(fitted, model_spec.feature_view.label.kind, validation)
 
 
 def latest_window(rows: pd.DataFrame, time: str, window: dt.timedelta, drifted: Sequence[TimeRange]) -> pd.DataFrame:
