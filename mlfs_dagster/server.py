@@ -17,6 +17,7 @@ a thread hop would cost more than it frees; concurrency comes from worker proces
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import decimal
 import logging
@@ -230,6 +231,15 @@ def _handler(method):
     return endpoint
 
 
+@contextlib.asynccontextmanager
+async def _running(service: Service):
+    service.start()
+    try:
+        yield
+    finally:
+        service.stop()
+
+
 def build_app(service: Service, examples: dict[str, dict] | None = None) -> Starlette:
     """The ASGI app of a service; `examples` (see `openapi_examples`) go into the OpenAPI document."""
     document = _ENCODE(openapi(service, examples or {}))
@@ -246,7 +256,7 @@ def build_app(service: Service, examples: dict[str, dict] | None = None) -> Star
     routes = [Route("/features", _handler(service.features), methods=["POST"]),
               Route("/predict", _handler(service.predict), methods=["POST"]),
               Route("/health", health), Route("/openapi.json", openapi_json), Route("/docs", docs)]
-    return Starlette(routes=routes, on_startup=[service.start], on_shutdown=[service.stop])
+    return Starlette(routes=routes, lifespan=lambda _: _running(service))
 
 
 SWAGGER_UI = """<!doctype html><html><head><title>mlfs serving</title>
