@@ -233,6 +233,7 @@ def _handler(method):
 
 @contextlib.asynccontextmanager
 async def _running(service: Service):
+    """The champions followed while the app runs."""
     service.start()
     try:
         yield
@@ -256,7 +257,9 @@ def build_app(service: Service, examples: dict[str, dict] | None = None) -> Star
     routes = [Route("/features", _handler(service.features), methods=["POST"]),
               Route("/predict", _handler(service.predict), methods=["POST"]),
               Route("/health", health), Route("/openapi.json", openapi_json), Route("/docs", docs)]
-    return Starlette(routes=routes, lifespan=lambda _: _running(service))
+    app = Starlette(routes=routes, lifespan=lambda _: _running(service))
+    app.state.service = service
+    return app
 
 
 SWAGGER_UI = """<!doctype html><html><head><title>mlfs serving</title>
