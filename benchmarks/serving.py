@@ -79,11 +79,11 @@ def fastapi_app():
     """The same `Service` behind FastAPI routes (raw bodies, no pydantic models, as fast as FastAPI goes)."""
     from fastapi import FastAPI
 
-    from mlfs_dagster.server import _handler, _running, app_from_env
+    from mlfs_dagster.server import Batches, _handler, _running, app_from_env
 
     service = app_from_env().state.service
     app = FastAPI(lifespan=lambda _: _running(service))
-    for path, method in (("/features", service.features), ("/predict", service.predict)):
+    for path, method in (("/features", service.features), ("/predict", Batches(service).predict)):
         app.post(path)(_fastapi_endpoint(_handler(method)))
     app.get("/health")(lambda: service.health())
     return app

@@ -11,15 +11,18 @@ Every response row gives each feature group's event time and status (ok, missing
 newer_than_request); a row whose entities are unknown gets nulls, which the model's imputers handle.
 
 Built on Starlette with a generated OpenAPI document: measured against FastAPI on the same handlers in
-`benchmarks/serving.py`. Handlers run the (CPU-bound, sub-millisecond) work on the event loop itself:
-a thread hop would cost more than it frees; concurrency comes from worker processes (`mlfs serve --workers`).
+`benchmarks/serving.py`. Handlers run the CPU-bound work on the event loop itself (a thread would only
+contend for the GIL); concurrent /predict requests are scored together (`Batches`), and more cores are used
+by worker processes (`mlfs serve --workers`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import decimal
+import inspect
 import logging
 import os
 from collections.abc import Sequence
@@ -178,27 +181,47 @@ class Service:
                 "rows": [{"features": f, **row} for f, row in zip(features, view.rows(served))]}
 
     def predict(self, body: dict) -> dict:
+        return self.score(*self.scoring(body))[0]
+
+    def scoring(self, body: dict) -> tuple[ModelSpec, pa.Table]:
+        """A /predict body checked: its model and its rows as a table."""
         model = self._named(self.models, body, "model", "model")
+        return model, self._requests(self._view(model), body, ("model",))
+
+    def score(self, model: ModelSpec, requests: Sequence[pa.Table]) -> list[dict]:
+        """The answers to several requests for one model, their rows scored together: the pipeline's cost is
+        mostly per call, not per row, and each row's vector and score do not depend on the others."""
         loaded = self.champions[model.registered_name].loaded  # read once: a swap mid-request changes nothing
         if loaded is None:
             raise BadRequest(503, f"model: {model.registered_name} has no champion version yet")
-        view = self.views[f"{model.system}.{model.feature_view.name}"]
-        served = self._served(view, body, ("model",))
-        output = scores(loaded.pipeline, model, served.vectors).tolist()
-        return {"model": model.registered_name, "version": loaded.version,
-                "rows": [{model.output_column: value, **row} for value, row in zip(output, view.rows(served))]}
+        view = self._view(model)
+        served = serving.online_vectors(view.spec, self.store, pa.concat_tables(requests), dt.datetime.now(dt.UTC))
+        rows = [{model.output_column: value, **row}
+                for value, row in zip(scores(loaded.pipeline, model, served.vectors).tolist(), view.rows(served))]
+        answers, start = [], 0
+        for request in requests:
+            answers.append({"model": model.registered_name, "version": loaded.version,
+                            "rows": rows[start:start + request.num_rows]})
+            start += request.num_rows
+        return answers
 
     def health(self) -> dict:
         return {"status": "ok", "feature_views": sorted(self.views),
                 "models": {name: c.loaded and c.loaded.version for name, c in self.champions.items()}}
 
+    def _view(self, model: ModelSpec) -> View:
+        return self.views[f"{model.system}.{model.feature_view.name}"]
+
     def _served(self, view: View, body: dict, named: tuple[str, ...]) -> serving.Served:
+        requests = self._requests(view, body, named)
+        return serving.online_vectors(view.spec, self.store, requests, dt.datetime.now(dt.UTC))
+
+    def _requests(self, view: View, body: dict, named: tuple[str, ...]) -> pa.Table:
         if unknown := [k for k in body if k not in (*named, "row", "rows")]:
             raise BadRequest(400, f"{unknown[0]}: unknown field; the body takes {[*named, 'row', 'rows']}")
         if ("row" in body) == ("rows" in body):
             raise BadRequest(400, "rows: give either row (one object) or rows (a list of objects)")
-        rows = [body["row"]] if "row" in body else body["rows"]
-        return serving.online_vectors(view.spec, self.store, view.table(rows), dt.datetime.now(dt.UTC))
+        return view.table([body["row"]] if "row" in body else body["rows"])
 
     @staticmethod
     def _named(known: dict, body: dict, key: str, what: str):
@@ -214,15 +237,51 @@ def _json(content: Any, status: int = 200) -> Response:
     return Response(_ENCODE(content), status, media_type="application/json")
 
 
+class Batches:
+    """/predict requests that arrive together, scored in one call per model.
+
+    The first request of a batch schedules its scoring for the event loop's next turn; requests read
+    meanwhile (from other connections, or while the previous batch was scoring) join it. A lone request waits
+    for nothing; under load, a batch costs about what one request does.
+    """
+
+    def __init__(self, service: Service):
+        self.service = service
+        self.pending: dict[str, tuple[ModelSpec, list[tuple[pa.Table, asyncio.Future]]]] = {}
+
+    async def predict(self, body: dict) -> dict:
+        model, requests = self.service.scoring(body)
+        loop = asyncio.get_running_loop()
+        if not self.pending:
+            loop.call_soon(self._score)
+        answer = loop.create_future()
+        self.pending.setdefault(model.registered_name, (model, []))[1].append((requests, answer))
+        return await answer
+
+    def _score(self) -> None:
+        pending, self.pending = self.pending, {}
+        for model, waiting in pending.values():
+            try:
+                answers = self.service.score(model, [requests for requests, _ in waiting])
+            except Exception as error:  # every request of the batch gets the error (a 503, a store down)
+                for _, answer in waiting:
+                    answer.set_exception(error)
+                continue
+            for (_, answer), result in zip(waiting, answers):
+                answer.set_result(result)
+
+
 def _handler(method):
-    """An endpoint: JSON in, `method`'s JSON out; BadRequest as its status and {"detail": message}."""
+    """An endpoint: JSON in, `method`'s JSON out (awaited if a coroutine); BadRequest as its status and
+    {"detail": message}."""
 
     async def endpoint(request: Request) -> Response:
         try:
             body = _DECODE(await request.body())
             if not isinstance(body, dict):
                 raise BadRequest(400, f"body: expected a JSON object, got {_json_type(body)}")
-            return _json(method(body))
+            answer = method(body)
+            return _json(await answer if inspect.isawaitable(answer) else answer)
         except msgspec.DecodeError as error:
             return _json({"detail": f"body: not JSON ({error})"}, 400)
         except BadRequest as error:
@@ -255,7 +314,7 @@ def build_app(service: Service, examples: dict[str, dict] | None = None) -> Star
         return HTMLResponse(SWAGGER_UI)
 
     routes = [Route("/features", _handler(service.features), methods=["POST"]),
-              Route("/predict", _handler(service.predict), methods=["POST"]),
+              Route("/predict", _handler(Batches(service).predict), methods=["POST"]),
               Route("/health", health), Route("/openapi.json", openapi_json), Route("/docs", docs)]
     app = Starlette(routes=routes, lifespan=lambda _: _running(service))
     app.state.service = service

@@ -5,6 +5,7 @@ restart or a failed request."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 import subprocess
@@ -75,6 +76,21 @@ def test_predictions_equal_batch_inference_on_the_same_vectors_single_and_batche
     singles = [client.post("/predict", json={"model": MODEL, "row": row}).json() for row in rows[:10]]
     assert [s["rows"][0]["score"] for s in singles] == expected[:10]
     assert all(s["version"] == version for s in singles)
+
+
+def test_concurrent_predictions_are_scored_together_and_equal_each_alone(online, client, monkeypatch):
+    rows, _ = request_rows(online, 10)
+    alone = [client.post("/predict", json={"model": MODEL, "row": row}).json() for row in rows]
+    service, calls = client.app.state.service, []
+    score = service.score
+    monkeypatch.setattr(service, "score", lambda model, requests: calls.append(len(requests)) or score(model, requests))
+
+    async def together():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(client.app), base_url="http://serving") as http:
+            return await asyncio.gather(*(http.post("/predict", json={"model": MODEL, "row": row}) for row in rows))
+
+    assert [answer.json() for answer in asyncio.run(together())] == alone
+    assert sum(calls) == len(rows) and len(calls) < len(rows)  # some requests shared a call
 
 
 def test_features_equal_the_online_vectors_with_event_times_and_statuses(online, client):
