@@ -181,7 +181,8 @@ class Service:
                 "rows": [{"features": f, **row} for f, row in zip(features, view.rows(served))]}
 
     def predict(self, body: dict) -> dict:
-        return self.score(*self.scoring(body))[0]
+        model, requests = self.scoring(body)
+        return self.score(model, [requests])[0]
 
     def scoring(self, body: dict) -> tuple[ModelSpec, pa.Table]:
         """A /predict body checked: its model and its rows as a table."""
