@@ -6,7 +6,6 @@ restart or a failed request."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import os
 import subprocess
 import sys
