@@ -124,6 +124,7 @@ def _serve(args: argparse.Namespace) -> None:
     # A request scores a few rows: OpenMP's threads (a tree model's predict) only contend with each other and
     # the other workers for microseconds of work, 5x slower on 2 busy cores. One thread, same scores.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per model (re)load in the log
     print(f"serving on http://{args.host}:{args.port} (docs: /docs) with {args.workers} worker(s)", flush=True)
     # loop and http "auto": uvloop and httptools (uvicorn[standard]); no access log, a line per request costs
     # a tenth of a single prediction
