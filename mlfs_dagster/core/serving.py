@@ -12,6 +12,8 @@ inference, and the model scores the model's features.
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -20,10 +22,12 @@ import pyarrow as pa
 from mlfs_dagster.core.feature_view import on_demand, vectors
 from mlfs_dagster.core.offline_store import OfflineStore
 from mlfs_dagster.core.online_store import OnlineRow, OnlineStore
+from mlfs_dagster.core.registry import ModelRegistry
 from mlfs_dagster.core.specs import FeatureSelection, FeatureViewSpec
 
 MICROSECOND_UTC = pa.timestamp("us", "UTC")
 OK, MISSING, EXPIRED, NEWER = "ok", "missing", "expired", "newer_than_request"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -136,3 +140,56 @@ def skew(view: FeatureViewSpec, offline: OfflineStore, online: OnlineStore, spin
         if left != right and not (left != left and right != right)  # NaN equals NaN here
     ]
     return SkewReport(kept.num_rows, spine.num_rows - kept.num_rows, columns, differences)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A registered version and its fitted pipeline, always swapped together."""
+
+    version: str
+    pipeline: object
+
+
+class Champion:
+    """The pipeline a model's `alias` (the champion) points to, reloaded when the alias moves.
+
+    A background thread asks the registry every `poll_seconds` which version the alias names; a new one is
+    loaded beside the serving one, then swapped in with one assignment, so a request scores with either the
+    old or the new pipeline, never with none. A failed reload keeps the old pipeline and is logged.
+    """
+
+    def __init__(self, registry: ModelRegistry, name: str, alias: str = "champion", poll_seconds: float = 5.0):
+        self.registry, self.name, self.alias, self.poll_seconds = registry, name, alias, poll_seconds
+        self.loaded: Loaded | None = None  # None until the alias names a version that loads
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def refresh(self) -> bool:
+        """Load the version the alias names if it is not the one served; True when the served one changed."""
+        try:
+            named = self.registry.version_by_alias(self.name, self.alias)
+            if named is None or (self.loaded is not None and named.version == self.loaded.version):
+                return False
+            self.loaded = Loaded(named.version, self.registry.load_version(self.name, named.version))
+        except Exception:  # the registry down, an unreadable artifact: keep serving what is loaded
+            log.exception("could not reload %s@%s; still serving version %s", self.name, self.alias,
+                          self.loaded and self.loaded.version)
+            return False
+        log.info("serving %s version %s (%s)", self.name, self.loaded.version, self.alias)
+        return True
+
+    def start(self) -> Champion:
+        """Load now, then follow the alias in a daemon thread."""
+        self.refresh()
+        self._thread = threading.Thread(target=self._follow, name=f"champion:{self.name}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _follow(self) -> None:
+        while not self._stopped.wait(self.poll_seconds):
+            self.refresh()
