@@ -7,8 +7,15 @@ import shutil
 import subprocess
 import sys
 
-from dagster import (AssetKey, BackfillPolicy, DagsterInstance, DailyPartitionsDefinition,
-                     PartitionKeyRange, asset, materialize)
+from dagster import (
+    AssetKey,
+    BackfillPolicy,
+    DagsterInstance,
+    DailyPartitionsDefinition,
+    PartitionKeyRange,
+    asset,
+    materialize,
+)
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 
 from mlfs_dagster.builders.common import range_tags

@@ -22,8 +22,8 @@ from mlfs_dagster.builders.features import feature_group_asset
 from mlfs_dagster.builders.inference import predictions_asset
 from mlfs_dagster.builders.maintenance import maintenance_asset, maintenance_schedule
 from mlfs_dagster.builders.models import model_assets
-from mlfs_dagster.builders.online import online_features_asset, online_view_asset
 from mlfs_dagster.builders.monitoring import drift_report_asset, retraining_sensor
+from mlfs_dagster.builders.online import online_features_asset, online_view_asset
 from mlfs_dagster.builders.performance import performance_asset, performance_schedule
 from mlfs_dagster.builders.raw import source_asset
 from mlfs_dagster.builders.training import training_set_asset
