@@ -8,7 +8,8 @@
 A request row holds what the view's spine holds: its entity keys (required) and request-time values such
 as the amount being authorised, typed by the spine's schema; its time defaults to the request's arrival.
 Every response row gives each feature group's event time and status (ok, missing, expired,
-newer_than_request); a row whose entities are unknown gets nulls, which the model's imputers handle.
+newer_than_request); a row whose entities are unknown gets nulls, which the model handles (its classifier
+routes missing values).
 
 Built on Starlette with a generated OpenAPI document: measured against FastAPI on the same handlers in
 `benchmarks/serving.py`. Handlers run the CPU-bound work on the event loop itself (a thread would only
