@@ -7,11 +7,11 @@ encoded once: a few microseconds per request, so the server is what is measured.
 10,000 requests (--quick: 500) after a warm-up; p50/p95/p99 are per request, requests/s over the whole run.
 
 The data: 75 simulated days of the reference system (2,000 cards, 200 merchants), trained and written to the
-online store (SQLite, the embedded default; --redis URL for Redis), built once under the temp folder. Request
+online store (SQLite, the embedded default), built once under the temp folder. Request
 rows are real recent transactions, scored as of the end of the last day.
 
-    .venv/bin/python benchmarks/serving.py            # about 15 minutes
-    .venv/bin/python benchmarks/serving.py --quick    # smoke run, about 2 minutes
+    .venv/bin/python benchmarks/serving.py            # about 30 minutes on 2 busy cores
+    .venv/bin/python benchmarks/serving.py --quick    # smoke run, about 4 minutes
 """
 
 import argparse
