@@ -406,7 +406,7 @@ class Labelled:
 
     def rescored(self, table: pa.Table, version: str) -> np.ndarray:
         """`version`'s scores on the feature vectors another version was served with."""
-        from mlfs_dagster.builders.inference import predict
+        from mlfs_dagster.core.training import predict
 
         return predict(self.registry.load_version(self.model.registered_name, version), self.model, table)
 

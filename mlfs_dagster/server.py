@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import numpy as np
 import pyarrow as pa
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -42,7 +41,7 @@ from starlette.routing import Route
 from mlfs_dagster.core import serving
 from mlfs_dagster.core.online_store import OnlineStore
 from mlfs_dagster.core.specs import FeatureViewSpec, ModelSpec, System
-from mlfs_dagster.core.training import outputs
+from mlfs_dagster.core.training import predict
 
 log = logging.getLogger(__name__)
 _ENCODE = msgspec.json.Encoder(decimal_format="number").encode  # datetimes as RFC 3339, NaN as null
@@ -144,11 +143,6 @@ def _json_type(value: Any) -> str:
             dict: "object"}.get(type(value), type(value).__name__)
 
 
-def scores(pipeline, model: ModelSpec, vectors: pa.Table) -> np.ndarray:
-    """The model's output per row, as batch inference computes it (`builders.inference.predict`)."""
-    return outputs(pipeline, model.feature_view.label.kind, vectors.select(list(model.features)).to_pandas())
-
-
 @dataclass
 class Service:
     """The declared systems' views and models, their champions and the online store they read."""
@@ -199,7 +193,7 @@ class Service:
         view = self._view(model)
         served = serving.online_vectors(view.spec, self.store, pa.concat_tables(requests), dt.datetime.now(dt.UTC))
         rows = [{model.output_column: value, **row}
-                for value, row in zip(scores(loaded.pipeline, model, served.vectors).tolist(), view.rows(served))]
+                for value, row in zip(predict(loaded.pipeline, model, served.vectors).tolist(), view.rows(served))]
         answers, start = [], 0
         for request in requests:
             answers.append({"model": model.registered_name, "version": loaded.version,

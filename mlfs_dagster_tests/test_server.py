@@ -19,10 +19,10 @@ import pytest
 from starlette.testclient import TestClient
 
 from card_fraud.system import FRAUD_MODEL, FRAUD_VIEW, SYSTEM
-from mlfs_dagster.builders.inference import predict
 from mlfs_dagster.core import serving
 from mlfs_dagster.core.online_store import RedisOnlineStore
 from mlfs_dagster.core.registry import ModelRegistry
+from mlfs_dagster.core.training import predict
 from mlfs_dagster.server import Service, build_app, openapi_examples
 from mlfs_dagster_tests.conftest import DAYS, day, groups
 from mlfs_dagster_tests.servers import REDIS, free_port

@@ -1,6 +1,5 @@
 """Batch-inference assets: each period's spine rows scored by the champion, through the training path."""
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from dagster import (
@@ -29,7 +28,7 @@ from mlfs_dagster.builders.models import CHAMPION
 from mlfs_dagster.core import feature_view
 from mlfs_dagster.core.offline_store import OfflineStore, TimeRange
 from mlfs_dagster.core.specs import Column, ModelSpec, System
-from mlfs_dagster.core.training import outputs
+from mlfs_dagster.core.training import predict
 from mlfs_dagster.resources import ModelRegistryResource, OfflineStoreResource
 
 MODEL_VERSION = "model_version"
@@ -89,13 +88,6 @@ def _scored(model: ModelSpec, store: OfflineStore, fitted, version: str, time_ra
     kept = vectors.select(list(dict.fromkeys((*feature_view.spine_columns(view), *model.features))))
     return kept.append_column(model.output_column, pa.array(predict(fitted, model, vectors), pa.float64())).append_column(
         MODEL_VERSION, pa.array([version] * vectors.num_rows, pa.string()))
-
-
-def predict(fitted, model: ModelSpec, vectors: pa.Table) -> np.ndarray:
-    """Probabilities of the positive class (binary) or predicted values (regression), one per row."""
-    if vectors.num_rows == 0:
-        return np.array([])
-    return outputs(fitted, model.feature_view.label.kind, vectors.select(list(model.features)).to_pandas())
 
 
 def _figures(period_rows: pa.Table, model: ModelSpec) -> dict:

@@ -124,6 +124,13 @@ def outputs(model, kind: str, features: pd.DataFrame) -> np.ndarray:
     return model.predict_proba(features)[:, 1] if kind == "binary" else model.predict(features)
 
 
+def predict(fitted, model: ModelSpec, vectors: pa.Table) -> np.ndarray:
+    """A model's outputs for feature vectors, one per row: batch inference and online serving alike."""
+    if vectors.num_rows == 0:
+        return np.array([])
+    return outputs(fitted, model.feature_view.label.kind, vectors.select(list(model.features)).to_pandas())
+
+
 def evaluate(model, frame: pd.DataFrame, features: list[str], label: str, kind: str) -> dict[str, float]:
     """Binary: PR-AUC and ROC-AUC from probabilities (never hard 0/1 predictions); regression: MAE, RMSE, R2."""
     return metrics_on(frame[label], outputs(model, kind, frame[features]), kind)
