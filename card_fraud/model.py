@@ -29,28 +29,24 @@ def on_demand_features(vectors: pa.Table) -> pa.Table:
 
 
 def build_pipeline(seed: int):
-    """The encoder inside the model, so training and serving share it. Categories go to the classifier's native
-    categorical support (one column per category, dense float64 over millions of rows, was most of the fit's
-    memory), numbers as they are: its trees learn where missing values go, so no imputed median or indicator."""
-    import numpy as np
-    from sklearn.compose import ColumnTransformer
-    from sklearn.ensemble import HistGradientBoostingClassifier
+    """The encoder inside the model, so training and serving share it, then LightGBM with native categorical
+    splits: its trees learn where missing values go, so no imputed median or indicator.
+
+    LightGBM rather than scikit-learn's HistGradientBoostingClassifier (as accurate on the fraud view's
+    validation split): that one re-encodes its categorical columns through a ColumnTransformer of its own on
+    every call, about 5 ms to score one row, and fits a year's rows slower in more memory."""
+    from lightgbm import LGBMClassifier
     from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import FunctionTransformer
 
-    from card_fraud.encoding import CategoryCodes
+    from card_fraud.encoding import FeatureMatrix
 
-    # float32: the classifier copies its input to float64 anyway, so this matrix need not be a second one.
-    as_float32 = FunctionTransformer(np.asarray, kw_args={"dtype": np.float32}, feature_names_out="one-to-one")
-    preprocess = ColumnTransformer(
-        [("categorical", CategoryCodes(), list(CATEGORICAL_FEATURES)),
-         ("numerical", as_float32, list(NUMERICAL_FEATURES))]
+    classifier = LGBMClassifier(
+        n_estimators=200, learning_rate=0.08, num_leaves=31, reg_lambda=1.0, random_state=seed,
+        deterministic=True, force_row_wise=True, verbose=-1,  # the same fit whatever the threads; no log lines
+        # `categorical_feature` itself is a fit argument; its alias in the parameters reaches the Dataset.
+        categorical_column=list(range(len(CATEGORICAL_FEATURES))),  # the encoder's columns come first
     )
-    classifier = HistGradientBoostingClassifier(
-        max_iter=200, learning_rate=0.08, max_leaf_nodes=31, l2_regularization=1.0, random_state=seed,
-        categorical_features=list(range(len(CATEGORICAL_FEATURES))),  # the encoder's columns come first
-    )
-    return Pipeline([("preprocess", preprocess), ("classify", classifier)])
+    return Pipeline([("encode", FeatureMatrix(CATEGORICAL_FEATURES, NUMERICAL_FEATURES)), ("classify", classifier)])
 
 
 # Versions trained before the encoder moved to `card_fraud.encoding` (one-hot encoding of text categories) pickled

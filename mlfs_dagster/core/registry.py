@@ -44,7 +44,7 @@ MODEL_ARTIFACT_NAME = "model"
 FRAMES_PATH = "frames"
 DATASET_SOURCE_TYPE = "iceberg"
 # Pinned from the running environment: inferring requirements costs MLflow about 5 s per model.
-PINNED_PACKAGES = ("scikit-learn", "pandas", "numpy", "cloudpickle")
+PINNED_PACKAGES = ("scikit-learn", "pandas", "numpy", "cloudpickle")  # and those defining the model's steps
 
 # Guards the process-global tracking URI while log_model runs (see _fluent_tracking_uri).
 _FLUENT_LOCK = threading.Lock()
@@ -347,9 +347,21 @@ def _log_sklearn_model(model, input_example: pd.DataFrame | None) -> ModelInfo:
             sk_model=model,
             name=MODEL_ARTIFACT_NAME,
             serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
-            pip_requirements=[f"{package}=={installed_version(package)}" for package in PINNED_PACKAGES],
+            pip_requirements=[f"{package}=={installed_version(package)}" for package in _model_packages(model)],
             input_example=input_example,
         )
+
+
+def _model_packages(model) -> list[str]:
+    """PINNED_PACKAGES and the installed distributions defining the model's steps (a LightGBM classifier
+    inside a scikit-learn pipeline: lightgbm), so the logged environment loads the model."""
+    from importlib.metadata import packages_distributions
+
+    steps = [model, *(v for v in model.get_params(deep=True).values() if hasattr(v, "get_params"))]
+    owners = packages_distributions()
+    ours = owners.get(__name__.partition(".")[0], ())  # this project (and its reference system) is no requirement
+    found = (d for step in steps for d in owners.get(type(step).__module__.partition(".")[0], ()) if d not in ours)
+    return list(dict.fromkeys((*PINNED_PACKAGES, *found)))
 
 
 def _dataset_input(dataset: dict) -> DatasetInput:

@@ -128,7 +128,9 @@ def predict(fitted, model: ModelSpec, vectors: pa.Table) -> np.ndarray:
     """A model's outputs for feature vectors, one per row: batch inference and online serving alike."""
     if vectors.num_rows == 0:
         return np.array([])
-    return outputs(fitted, model.feature_view.label.kind, vectors.select(list(model.features)).to_pandas())
+    # A request's few rows convert faster on this thread than through Arrow's pool.
+    features = vectors.select(list(model.features)).to_pandas(use_threads=vectors.num_rows > 10_000)
+    return outputs(fitted, model.feature_view.label.kind, features)
 
 
 def evaluate(model, frame: pd.DataFrame, features: list[str], label: str, kind: str) -> dict[str, float]:
