@@ -47,8 +47,8 @@ def build_home() -> None:
                               fraud_rate=0.03, seed=11), Path(settings.landing))
     from dagster import DagsterInstance, materialize
 
-    from card_fraud.demo import QUIET, groups
     from card_fraud.definitions import defs
+    from card_fraud.demo import QUIET, groups
     from mlfs_dagster.builders.common import range_tags
 
     instance, days = DagsterInstance.get(), range_tags(START.isoformat(), (END.date() - dt.timedelta(days=1)).isoformat())
@@ -163,6 +163,9 @@ def over_http(port: int, request: bytes, total: int, clients: int) -> dict:
 
 
 def in_process(service, body: dict, total: int) -> dict:
+    import msgspec
+
+    body = msgspec.json.encode(body)  # the request as the server receives it
     for _ in range(50):
         service.predict(body)
     latencies, started = [], time.perf_counter()

@@ -6,6 +6,7 @@ restart or a failed request."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -101,7 +102,8 @@ def test_features_equal_the_online_vectors_with_event_times_and_statuses(online,
     vectors = served.vectors.to_pylist()
     times = {s.name: FRAUD_VIEW.matched_time_column(s) for s in FRAUD_VIEW.selections}
     assert [r["features"] for r in got] == as_json([{c: v[c] for c in v if c not in times.values()} for v in vectors])
-    assert [r["event_times"] for r in got] == as_json([{g: v[c] for g, c in times.items()} for v in vectors])
+    event_times = [{g: t and dt.datetime.fromisoformat(t) for g, t in r["event_times"].items()} for r in got]
+    assert event_times == [{g: v[c] for g, c in times.items()} for v in vectors]
     assert [r["status"] for r in got] == served.statuses
 
 
