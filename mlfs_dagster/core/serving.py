@@ -17,7 +17,6 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -51,18 +50,16 @@ def request_times(view: FeatureViewSpec, requests: pa.Table, now: dt.datetime) -
 def online_vectors(view: FeatureViewSpec, store: OnlineStore, requests: pa.Table, now: dt.datetime) -> Served:
     """The request rows with every selected feature from the online store, then the on-demand features.
 
-    Whole columns at a time (statuses by NumPy, features by Arrow from the stored maps): a 1,000-row batch
-    spent most of its time in per-row Python."""
+    Features go into Arrow a column at a time from the stored maps, never a value at a time."""
     times = request_times(view, requests, now)
-    instants = times.cast(pa.int64()).to_numpy()
+    instants = times.cast(pa.int64()).to_pylist()
     columns = {name: requests[name] for name in requests.column_names if name != view.spine_time}
     columns[view.spine_time] = times
     statuses = {}
     for selection in view.selections:
         rows = _read(store, selection, requests)
-        status = _statuses(rows, instants, selection.ttl)
-        statuses[selection.name] = status.tolist()
-        columns.update(_columns(view, selection, rows, status == OK))
+        statuses[selection.name] = _statuses(rows, instants, selection.ttl)
+        columns.update(_columns(view, selection, rows, [s == OK for s in statuses[selection.name]]))
     per_row = [dict(zip(statuses, row)) for row in zip(*statuses.values())]
     return Served(on_demand(view, pa.table(columns)), per_row)
 
@@ -79,28 +76,50 @@ def _read(store: OnlineStore, selection: FeatureSelection, requests: pa.Table) -
     return [found.get(e) for e in entities]
 
 
-def _statuses(rows: Sequence[OnlineRow | None], instants: np.ndarray, ttl: dt.timedelta | None) -> np.ndarray:
+def _statuses(rows: Sequence[OnlineRow | None], instants: Sequence[int], ttl: dt.timedelta | None) -> list[str]:
     """Per row: missing, newer_than_request (the store holds only the latest row, so the value as of the row's
     time is unknown), expired (older than the TTL) or ok."""
-    stored = np.array([-1 if r is None else r.micros for r in rows], np.int64)
-    absent = np.array([r is None for r in rows], bool)
-    expired = np.zeros(len(rows), bool) if ttl is None else instants - stored > ttl // dt.timedelta(microseconds=1)
-    return np.select([absent, stored > instants, expired], [MISSING, NEWER, EXPIRED], OK).astype(object)
+    limit = None if ttl is None else ttl // dt.timedelta(microseconds=1)
+    return [MISSING if row is None else NEWER if row.micros > instant
+            else EXPIRED if limit is not None and instant - row.micros > limit else OK
+            for row, instant in zip(rows, instants)]
 
 
 def _columns(view: FeatureViewSpec, selection: FeatureSelection, rows: Sequence[OnlineRow | None],
-             usable: np.ndarray) -> dict[str, pa.Array]:
+             usable: list[bool]) -> dict[str, pa.Array]:
     """The selection's columns as the point-in-time join names and types them; null where not usable."""
-    schema = selection.group.schema
-    # Decimals are stored as text (exactly), so they are read back through text.
-    stored = pa.schema([(f, pa.string() if pa.types.is_decimal(t) else t)
-                        for f in selection.columns for t in [schema.field(f).type]])
-    values = pa.Table.from_pylist([r.values if ok else {} for r, ok in zip(rows, usable)], schema=stored)
-    columns = {name: values[feature].cast(schema.field(feature).type)
-               for feature, name in zip(selection.columns, selection.output_columns, strict=True)}
-    micros = np.array([r.micros if ok else 0 for r, ok in zip(rows, usable)], np.int64)
-    columns[view.matched_time_column(selection)] = pa.array(micros, MICROSECOND_UTC, mask=~usable)
+    layout = _layout(view, selection)
+    values = pa.Table.from_pylist([r.values if ok else {} for r, ok in zip(rows, usable)], schema=layout.stored)
+    columns = {name: values.column(i).cast(layout.decimals[i]) if i in layout.decimals else values.column(i)
+               for i, name in enumerate(layout.names)}
+    columns[layout.matched] = pa.array([r.micros if ok else None for r, ok in zip(rows, usable)], pa.int64()) \
+        .cast(MICROSECOND_UTC)
     return columns
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """How a selection's stored values become the join's columns, worked out once per selection: a request
+    would otherwise spend more on the specs' derived properties than on its read."""
+
+    stored: pa.Schema  # the stored values' types; decimals are stored as text (exactly) and read through it
+    decimals: dict[int, pa.DataType]  # by position
+    names: tuple[str, ...]
+    matched: str  # the matched event time's column
+
+
+_LAYOUTS: dict[tuple, _Layout] = {}
+
+
+def _layout(view: FeatureViewSpec, selection: FeatureSelection) -> _Layout:
+    key = (selection.group.table, selection.features, selection.prefix)
+    if key not in _LAYOUTS:
+        types = [selection.group.schema.field(f).type for f in selection.columns]
+        _LAYOUTS[key] = _Layout(
+            pa.schema([(f, pa.string() if pa.types.is_decimal(t) else t) for f, t in zip(selection.columns, types)]),
+            {i: t for i, t in enumerate(types) if pa.types.is_decimal(t)}, selection.output_columns,
+            view.matched_time_column(selection))
+    return _LAYOUTS[key]
 
 
 @dataclass(frozen=True)
