@@ -127,6 +127,7 @@ def test_alias_moves_and_loads_the_aliased_pipeline(store, data, pipelines):
 
     registry.set_alias(MODEL, "champion", second.version)
     assert registry.version_by_alias(MODEL, "champion") == second
+    assert registry.aliased_version(MODEL, "champion") == second.version
     assert_same_probabilities(registry.load_by_alias(MODEL, "champion"), pipelines[1], features)
     assert_same_probabilities(registry.load_version(MODEL, first.version), pipelines[0], features)
 
@@ -135,6 +136,7 @@ def test_missing_alias_model_or_version(store):
     registry, _, _ = store
     assert registry.version_by_alias(MODEL, "never_set") is None
     assert registry.version_by_alias("no_such_model", "champion") is None
+    assert registry.aliased_version(MODEL, "never_set") is None and registry.aliased_version("nope", "champion") is None
     assert registry.latest_version("no_such_model") is None
     with pytest.raises(LookupError, match="'fraud_model' has no version with alias 'never_set'"):
         registry.load_by_alias(MODEL, "never_set")

@@ -249,7 +249,8 @@ class ModelRegistry:
         """Every registered model with all its versions and aliases, read from the store."""
         return [self._summary(model.name, model.aliases) for model in self._registered_models()]
 
-    def _model_version_by_alias(self, name: str, alias: str) -> ModelVersion | None:
+    def aliased_version(self, name: str, alias: str) -> str | None:
+        """The version number `alias` names, in one query: what a server polls for (None if unset)."""
         # Read the alias map rather than catching get_model_version_by_alias's errors: the SQL store
         # reports an unset alias as INVALID_PARAMETER_VALUE, a code that also means a malformed request.
         from mlflow.exceptions import MlflowException
@@ -260,7 +261,11 @@ class ModelRegistry:
             if error.error_code == "RESOURCE_DOES_NOT_EXIST":
                 return None
             raise
-        return self.client.get_model_version(name, aliases[alias]) if alias in aliases else None
+        return str(aliases[alias]) if alias in aliases else None
+
+    def _model_version_by_alias(self, name: str, alias: str) -> ModelVersion | None:
+        version = self.aliased_version(name, alias)
+        return None if version is None else self.client.get_model_version(name, version)
 
     def _download_uri(self, name: str, version: str) -> str:
         from mlflow.exceptions import MlflowException

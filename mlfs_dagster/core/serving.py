@@ -196,10 +196,10 @@ class Champion:
     def refresh(self) -> bool:
         """Load the version the alias names if it is not the one served; True when the served one changed."""
         try:
-            named = self.registry.version_by_alias(self.name, self.alias)
-            if named is None or (self.loaded is not None and named.version == self.loaded.version):
+            named = self.registry.aliased_version(self.name, self.alias)
+            if named is None or (self.loaded is not None and named == self.loaded.version):
                 return False
-            self.loaded = Loaded(named.version, one_thread(self.registry.load_version(self.name, named.version)))
+            self.loaded = Loaded(named, one_thread(self.registry.load_version(self.name, named)))
         except Exception:  # the registry down, an unreadable artifact: keep serving what is loaded
             log.exception("could not reload %s@%s; still serving version %s", self.name, self.alias,
                           self.loaded and self.loaded.version)
