@@ -1,5 +1,8 @@
-"""Online serving benchmark: `mlfs serve` over HTTP on loopback, against the same work called in process and
-against FastAPI on the same handlers.
+"""Online serving benchmark: `mlfs serve` over HTTP on loopback, against the same work called in process,
+against FastAPI on the same handlers, and (features alone) against Feast 0.67's feature server (`feast serve`,
+tuned: no access log, no worker recycling) on the same features of the same entities, materialized from
+this project's offline tables into Feast's SQLite online store. Feast runs from its own venv,
+`benchmarks/.venv-feast` (created on first use by `pit_join.feast_python`; `--no-feast` skips it).
 
 The server runs in its own process(es); the client is one asyncio process of closed-loop connections (each
 sends a request, waits for the whole answer, sends the next) speaking raw HTTP/1.1 keep-alive, requests
@@ -10,13 +13,14 @@ The data: 75 simulated days of the reference system (2,000 cards, 200 merchants)
 online store (SQLite, the embedded default), built once under the temp folder. Request
 rows are real recent transactions, scored as of the end of the last day.
 
-    .venv/bin/python benchmarks/serving.py            # about 30 minutes on 2 busy cores
+    .venv/bin/python benchmarks/serving.py            # about 30 minutes
     .venv/bin/python benchmarks/serving.py --quick    # smoke run, about 4 minutes
 """
 
 import argparse
 import asyncio
 import datetime as dt
+import json
 import os
 import statistics
 import subprocess
@@ -114,14 +118,96 @@ def start_server(framework: str, port: int, workers: int) -> subprocess.Popen:
 
 async def _ready(port: int) -> bool:
     """The server answers and every model has a loaded version."""
+    body = await _answers(port, b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+    return body is not None and b"null" not in body
+
+
+async def _answers(port: int, request: bytes) -> bytes | None:
+    """The body of a 200 answer to `request`; None while nothing listens or the answer is an error."""
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
     except OSError:
-        return False
-    writer.write(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
-    body = await _response(reader)
-    writer.close()
-    return b"null" not in body
+        return None
+    writer.write(request)
+    try:
+        return await _response(reader)
+    except RuntimeError:  # starting: Feast answers 500 until its registry is read
+        return None
+    finally:
+        writer.close()
+
+
+# --- Feast's feature server on the same features, in its own venv (benchmarks/pit_join.py makes it) ---
+
+FEAST_TYPES = {"int64": "Int64", "double": "Float64", "string": "String"}
+
+
+def export_for_feast(folder: Path) -> list[dict]:
+    """Each selected group's offline rows as parquet, and the feature views Feast declares over them."""
+    import pyarrow.parquet as pq
+
+    from card_fraud.system import FRAUD_VIEW
+    from mlfs_dagster.settings import Settings
+
+    store, views = Settings.from_env().offline_store(), []
+    for selection in FRAUD_VIEW.selections:
+        group = selection.group
+        columns = (*group.entity_keys, group.time_column, *selection.columns)
+        pq.write_table(store.read(group.table, columns), folder / f"{selection.name}.parquet")
+        views.append({"name": selection.name, "key": group.entity_keys[0], "time": group.time_column,
+                      "features": {c: FEAST_TYPES[str(group.schema.field(c).type)] for c in selection.columns}})
+    return views
+
+
+def feast_setup(folder: Path, views: list[dict]) -> None:
+    """Inside the Feast venv: a feature repo over the parquet files, materialized into its SQLite online store.
+    No TTL: the data ends months before today, and Feast judges age against the clock, not the request."""
+    from feast import Entity, FeatureStore, FeatureView, Field, FileSource, types
+
+    (folder / "feature_store.yaml").write_text(
+        "project: serving_benchmark\nprovider: local\nregistry: registry.db\n"
+        "online_store: {type: sqlite, path: online.db}\noffline_store: {type: duckdb}\n"
+        "entity_key_serialization_version: 3\n")
+    store = FeatureStore(repo_path=str(folder))
+    entities = {v["key"]: Entity(name=v["key"], join_keys=[v["key"]]) for v in views}
+    feature_views = [
+        FeatureView(name=v["name"], entities=[entities[v["key"]]], ttl=dt.timedelta(0),
+                    source=FileSource(path=str(folder / f"{v['name']}.parquet"), timestamp_field=v["time"]),
+                    schema=[Field(name=c, dtype=getattr(types, t)) for c, t in v["features"].items()])
+        for v in views]
+    store.apply([*entities.values(), *feature_views])
+    store.materialize(dt.datetime.combine(START, dt.time(), dt.UTC), END)
+
+
+def start_feast(folder: Path, port: int, workers: int) -> subprocess.Popen:
+    """`feast serve`, tuned: no access log, no worker recycling, the registry refreshed hourly."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from pit_join import FEAST_VENV, feast_python
+
+    python = feast_python()
+    views = export_for_feast(folder)
+    subprocess.run([str(python), __file__, "--feast-setup", str(folder), json.dumps(views)], check=True,
+                   stdout=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [str(FEAST_VENV / "bin" / "feast"), "-c", str(folder), "serve", "-p", str(port), "-w", str(workers),
+         "--no-access-log", "--max-requests", "0", "-r", "3600"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    while asyncio.run(_answers(port, b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")) is None:
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.terminate()
+            raise RuntimeError("feast serve did not start")
+        time.sleep(0.5)
+    return server
+
+
+def feast_body(rows: list[dict]) -> dict:
+    """Feast's request for the same features of the same entities."""
+    from card_fraud.system import FRAUD_VIEW
+
+    features = [f"{s.name}:{c}" for s in FRAUD_VIEW.selections for c in s.columns]
+    keys = dict.fromkeys(k for s in FRAUD_VIEW.selections for k in s.group.entity_keys)
+    return {"features": features, "entities": {k: [row[k] for row in rows] for k in keys}}
 
 
 # --- the client ---
@@ -190,7 +276,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="500 requests per figure")
     parser.add_argument("--workers", type=int, default=2, help="server processes for the concurrent figures")
-    parser.add_argument("--clients", type=int, default=8, help="concurrent closed-loop connections")
+    parser.add_argument("--clients", type=int, nargs="+", default=[8, 64],
+                        help="concurrent closed-loop connections, one figure each")
+    parser.add_argument("--no-feast", action="store_true", help="without Feast's feature server (no venv)")
     parser.add_argument("--serve-fastapi", nargs=2, type=int, metavar=("PORT", "WORKERS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_fastapi:
@@ -242,14 +330,48 @@ def main() -> None:
 
         where = f"HTTP, starlette, {args.workers} workers"
         record("1 prediction, 1 client", where, http(single, total, 1))
-        record(f"1 prediction, {args.clients} clients", where, http(single, total, args.clients))
+        for clients in args.clients:
+            record(f"1 prediction, {clients} clients", where, http(single, total, clients))
         record("100-row batch, 1 client", where, http(batch, total, 1))
-        record(f"100-row batch, {args.clients} clients", where, http(batch, total, args.clients))
+        record(f"100-row batch, {args.clients[0]} clients", where, http(batch, total, args.clients[0]))
         record("1,000-row batch, 1 client", where, http(thousand, 50 if args.quick else 200, 1))
     finally:
         server.terminate()
         server.wait()
+    compare_features(args, rows, total, record)
+
+
+def compare_features(args, rows: list[dict], total: int, record) -> None:
+    """Features alone, one worker each: this server's /features (which also runs the on-demand function and
+    judges each value's age) against Feast's /get-online-features for the same entities' stored features."""
+    import msgspec
+
+    port, view = 18_001, "card_fraud.fraud"
+    server = start_server("starlette", port, 1)
+    try:
+        for size in (1, 100):
+            body = http_request("/features", msgspec.json.encode({"feature_view": view, "rows": rows[:size]}))
+            record(f"features of {size} row(s), 1 client", "HTTP, mlfs serve, 1 worker",
+                   over_http(port, body, total, 1))
+    finally:
+        server.terminate()
+        server.wait()
+    if args.no_feast:
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        server = start_feast(Path(folder), port, 1)
+        try:
+            for size in (1, 100):
+                body = http_request("/get-online-features", msgspec.json.encode(feast_body(rows[:size])))
+                record(f"features of {size} row(s), 1 client", "HTTP, feast serve, 1 worker",
+                       over_http(port, body, total, 1))
+        finally:
+            server.terminate()
+            server.wait()
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 1 and sys.argv[1] == "--feast-setup":
+        feast_setup(Path(sys.argv[2]), json.loads(sys.argv[3]))
+    else:
+        main()
