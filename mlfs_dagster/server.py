@@ -110,8 +110,8 @@ class View:
         return cls(name, spec, fields, required, tuple(c for c in spec.output_columns if c not in times),
                    msgspec.json.Decoder(row), msgspec.json.Decoder(list[row]))
 
-    def table(self, body: RequestBody) -> pa.Table:
-        """A body's row(s) as an Arrow table of the spine's types; BadRequest naming the first bad field."""
+    def rows_of(self, body: RequestBody) -> list:
+        """A body's row(s), each checked against the spine's types; BadRequest naming the first bad field."""
         if (len(body.row) > 0) == (len(body.rows) > 0):
             raise BadRequest(400, "rows: give either row (one object) or rows (a list of objects)")
         try:
@@ -120,6 +120,10 @@ class View:
             raise BadRequest(400, _located(error, "row" if len(body.row) else "rows")) from None
         if not rows:
             raise BadRequest(400, "rows: give at least one row (an object of the spine's columns)")
+        return rows
+
+    def table(self, rows: list) -> pa.Table:
+        """Checked rows as an Arrow table of the spine's types."""
         columns = zip(*(msgspec.structs.astuple(row) for row in rows))
         return pa.table([_array(values, kind) for values, kind in zip(columns, self.fields.values())],
                         names=list(self.fields))
@@ -188,7 +192,8 @@ class Service:
     def features(self, body: bytes) -> dict:
         request = _decoded(FeaturesBody, body)
         view = self._named(self.views, request.feature_view, "feature_view", "feature view")
-        served = serving.online_vectors(view.spec, self.store, view.table(request), dt.datetime.now(dt.UTC))
+        requests = view.table(view.rows_of(request))
+        served = serving.online_vectors(view.spec, self.store, requests, dt.datetime.now(dt.UTC))
         features = served.vectors.select(list(view.features)).to_pylist()
         return {"feature_view": view.name,
                 "rows": [{"features": f, **row} for f, row in zip(features, view.rows(served))]}
@@ -197,27 +202,29 @@ class Service:
         model, requests = self.scoring(body)
         return self.score(model, [requests])[0]
 
-    def scoring(self, body: bytes) -> tuple[ModelSpec, pa.Table]:
-        """A /predict body checked: its model and its rows as a table."""
+    def scoring(self, body: bytes) -> tuple[ModelSpec, list]:
+        """A /predict body checked: its model and its rows."""
         request = _decoded(PredictBody, body)
         model = self._named(self.models, request.model, "model", "model")
-        return model, self._view(model).table(request)
+        return model, self._view(model).rows_of(request)
 
-    def score(self, model: ModelSpec, requests: Sequence[pa.Table]) -> list[dict]:
-        """The answers to several requests for one model, their rows scored together: the pipeline's cost is
-        mostly per call, not per row, and each row's vector and score do not depend on the others."""
+    def score(self, model: ModelSpec, requests: Sequence[list]) -> list[dict]:
+        """The answers to several requests (their checked rows) for one model, scored together in one table:
+        the costs are mostly per call, not per row, and each row's vector and score do not depend on the
+        others."""
         loaded = self.champions[model.registered_name].loaded  # read once: a swap mid-request changes nothing
         if loaded is None:
             raise BadRequest(503, f"model: {model.registered_name} has no champion version yet")
         view = self._view(model)
-        served = serving.online_vectors(view.spec, self.store, pa.concat_tables(requests), dt.datetime.now(dt.UTC))
+        table = view.table([row for request in requests for row in request])
+        served = serving.online_vectors(view.spec, self.store, table, dt.datetime.now(dt.UTC))
         rows = [{model.output_column: value, **row}
                 for value, row in zip(predict(loaded.pipeline, model, served.vectors).tolist(), view.rows(served))]
         answers, start = [], 0
         for request in requests:
             answers.append({"model": model.registered_name, "version": loaded.version,
-                            "rows": rows[start:start + request.num_rows]})
-            start += request.num_rows
+                            "rows": rows[start:start + len(request)]})
+            start += len(request)
         return answers
 
     def health(self) -> dict:
@@ -250,7 +257,7 @@ class Batches:
 
     def __init__(self, service: Service):
         self.service = service
-        self.pending: dict[str, tuple[ModelSpec, list[tuple[pa.Table, asyncio.Future]]]] = {}
+        self.pending: dict[str, tuple[ModelSpec, list[tuple[list, asyncio.Future]]]] = {}
 
     async def predict(self, body: bytes) -> dict:
         model, requests = self.service.scoring(body)
