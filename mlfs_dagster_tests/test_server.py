@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
+import httpx2
 import msgspec
 import pyarrow as pa
 import pytest
@@ -86,7 +86,7 @@ def test_concurrent_predictions_are_scored_together_and_equal_each_alone(online,
     monkeypatch.setattr(service, "score", lambda model, requests: calls.append(len(requests)) or score(model, requests))
 
     async def together():
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(client.app), base_url="http://serving") as http:
+        async with httpx2.AsyncClient(transport=httpx2.ASGITransport(client.app), base_url="http://serving") as http:
             return await asyncio.gather(*(http.post("/predict", json={"model": MODEL, "row": row}) for row in rows))
 
     assert [answer.json() for answer in asyncio.run(together())] == alone
@@ -199,14 +199,14 @@ def test_mlfs_serve_answers_health_and_predict(online):
         while True:
             assert server.poll() is None, server.stdout.read()
             try:
-                health = httpx.get(f"{url}/health", timeout=2)
+                health = httpx2.get(f"{url}/health", timeout=2)
                 break
-            except httpx.TransportError:
+            except httpx2.TransportError:
                 assert time.monotonic() < deadline, "mlfs serve did not answer within 120 s"
                 time.sleep(0.5)
         assert health.json()["models"][MODEL] is not None
         rows, _ = request_rows(online, 3)
-        scored = httpx.post(f"{url}/predict", json={"model": MODEL, "rows": rows}, timeout=10).json()
+        scored = httpx2.post(f"{url}/predict", json={"model": MODEL, "rows": rows}, timeout=10).json()
         assert scored["version"] == health.json()["models"][MODEL] and len(scored["rows"]) == 3
     finally:
         server.terminate()
