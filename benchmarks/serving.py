@@ -297,10 +297,8 @@ def main() -> None:
     rows = request_rows(1_000)
     single, batch = {"model": MODEL, "row": rows[0]}, {"model": MODEL, "rows": rows[:100]}
     thousand = {"model": MODEL, "rows": rows}
-    results: list[tuple[str, str, dict]] = []
 
     def record(what: str, where: str, result: dict) -> None:
-        results.append((what, where, result))
         print(f"{what:<34} {where:<32} p50 {result['p50']:7.2f} ms  p95 {result['p95']:7.2f} ms  "
               f"p99 {result['p99']:7.2f} ms  {result['rps']:8.0f} req/s  (n={result['requests']}, load {load()})",
               flush=True)
