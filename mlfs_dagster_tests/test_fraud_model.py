@@ -5,6 +5,7 @@ missing), numbers pass as float32."""
 import numpy as np
 import pandas as pd
 import pytest
+from lightgbm import LGBMClassifier
 
 from card_fraud import encoding
 from card_fraud.encoding import FeatureMatrix
@@ -39,3 +40,16 @@ def test_few_rows_and_many_rows_encode_alike(rows, monkeypatch):
     monkeypatch.setattr(encoding, "FEW_ROWS", -1 if rows <= encoding.FEW_ROWS else 10**9)  # the other path
     np.testing.assert_array_equal(encoder.transform(data), fast)
     assert fast.dtype == np.float32
+
+
+def test_booster_classifier_scores_as_lightgbm_does():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(400, 3)).astype(np.float32)
+    X[::9, 1] = np.nan
+    y = (X[:, 0] + rng.normal(scale=0.5, size=400) > 0).astype(int)
+    parameters = dict(n_estimators=20, num_leaves=7, verbose=-1, deterministic=True, force_row_wise=True)
+    ours = encoding.BoosterClassifier(**parameters, n_jobs=1).fit(X, y)
+    theirs = LGBMClassifier(**parameters, n_jobs=1).fit(X, y)
+    np.testing.assert_allclose(ours.predict_proba(X[:5]), theirs.predict_proba(X[:5]))
+    np.testing.assert_allclose(ours.predict_proba(pd.DataFrame(X)), theirs.predict_proba(X))  # the wrapper's path
+    np.testing.assert_array_equal(ours.predict(X), theirs.predict(X))
