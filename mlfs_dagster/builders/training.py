@@ -2,6 +2,7 @@
 
 import datetime as dt
 
+import pyarrow as pa
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -125,7 +126,7 @@ def _stored_version(store, view: FeatureViewSpec, data) -> tuple[str, int, bool]
     """The version holding `data`: the latest one if it has the same rows, else a new one written and tagged.
     Returns its tag, snapshot id, and whether it is new."""
     previous = _latest_version(store, view)
-    if previous and _same_rows(store.read(view.table, snapshot_id=previous[1]), data):
+    if previous and _same_rows(store, view.table, previous[1], data):
         return previous[0], previous[1], False  # nothing new to learn from
     snapshot_id = store.replace_all(view.table, data)
     version = f"{view.asset_name}_v{len(store.tags(view.table)) + 1}"
@@ -172,24 +173,21 @@ DATASET_CHECKS = {
 }
 
 
-def _dataset_findings(store, view: FeatureViewSpec, version: str, written):
-    """The ML checks of this version against itself and against the version before it."""
+def _dataset_findings(store, view: FeatureViewSpec, version: str, written: pa.Table):
+    """The ML checks of this version against itself and against the version before it (streamed: never two
+    versions in memory at once)."""
     tags = store.tags(view.table)
     number = int(version.rsplit("_v", 1)[1])
     previous_id = tags.get(f"{view.asset_name}_v{number - 1}")
     not_features = {*view.spine_keys, view.spine_time, view.label.column, SPLIT,
                     *(view.matched_time_column(s) for s in view.selections)}
     features = [c for c in written.column_names if c not in not_features]
-    checked = (*features, view.label.column, SPLIT)
-    previous = _checked_columns(store.read(view.table, snapshot_id=previous_id), checked) if previous_id else None
-    return training_set_findings(_checked_columns(written, checked), previous, view.label.column, view.label.kind,
-                                 features)
-
-
-def _checked_columns(table, columns: tuple[str, ...]):
-    """Only the columns the checks read (a year's unique keys and times would be gigabytes of Python objects),
-    strings as categories (a byte a row, not a Python object's address)."""
-    return table.select([c for c in columns if c in table.column_names]).to_pandas(strings_to_categorical=True)
+    previous = None
+    if previous_id:
+        held = set(store.schema_at(view.table, previous_id).names)
+        previous = store.read_batches(view.table, tuple(c for c in (*features, view.label.column) if c in held),
+                                      snapshot_id=previous_id)
+    return training_set_findings(written, previous, view.label.column, view.label.kind, features)
 
 
 def _latest_version(store, view: FeatureViewSpec) -> tuple[str, int] | None:
@@ -203,5 +201,14 @@ def _rows_by_split(written) -> list[dict]:
     return written.group_by([SPLIT]).aggregate([([], "count_all")]).to_pylist()
 
 
-def _same_rows(stored, built) -> bool:
-    return stored.schema.names == built.schema.names and stored.equals(built.cast(stored.schema))
+def _same_rows(store, table: str, snapshot_id: int, data: pa.Table) -> bool:
+    """Whether a stored version holds exactly `data`, compared a batch at a time as it streams."""
+    if store.schema_at(table, snapshot_id).names != data.schema.names:
+        return False
+    offset = 0
+    for batch in store.read_batches(table, tuple(data.column_names), snapshot_id=snapshot_id):
+        piece = data.slice(offset, batch.num_rows)
+        if piece.num_rows != batch.num_rows or not pa.Table.from_batches([batch]).equals(piece.cast(batch.schema)):
+            return False
+        offset += batch.num_rows
+    return offset == data.num_rows

@@ -3,15 +3,20 @@
 Each compares the new version with itself (train against validation) or with the previous version, and
 returns its figures, so a reader sees why it passed or failed. Label balance is the one that blocks: a model
 trained on a version whose label share moved that much would learn the shift, not the task.
+
+The figures are aggregates, computed by DuckDB over the Arrow rows: the previous version streams through one
+query, and neither version becomes a DataFrame (a year's training set is gigabytes as one). Floating-point NaN
+counts as missing, as pandas counts it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-import pandas as pd
+import pyarrow as pa
 
+from mlfs_dagster.core.engine import query
 from mlfs_dagster.core.training import SPLIT
 
 LABEL_SHARE_CHANGE = 0.5  # relative change of the positive share (binary) or of the mean (regression)
@@ -27,76 +32,127 @@ class Finding:
     figures: dict
 
 
-def training_set_findings(current: pd.DataFrame, previous: pd.DataFrame | None, label: str, kind: str,
-                          features: list[str]) -> list[Finding]:
-    numeric = [c for c in features if pd.api.types.is_numeric_dtype(current[c]) and not pd.api.types.is_bool_dtype(current[c])]
-    return [label_balance(current, previous, label, kind), null_rates(current, previous, features),
-            train_validation_shift(current, numeric), correlation_stability(current, previous, label, numeric)]
+@dataclass(frozen=True)
+class Profile:
+    """What the checks compare of one version's rows, from one pass over them."""
+
+    level: float | None  # the label's mean: the positive share of a binary label; None without the label
+    null_rates: dict[str, float]
+    correlations: dict[str, float]  # of each numeric feature with the label, where both vary
 
 
-def label_balance(current: pd.DataFrame, previous: pd.DataFrame | None, label: str, kind: str) -> Finding:
+@dataclass(frozen=True)
+class SplitProfile:
+    """The current version's figures per split (train, validation)."""
+
+    classes: dict[str, int]  # distinct label values
+    means: dict[str, dict[str, float | None]]  # split -> feature -> mean
+    spreads: dict[str, dict[str, float | None]]  # split -> feature -> sample standard deviation
+
+
+def training_set_findings(current: pa.Table, previous: pa.Table | pa.RecordBatchReader | None, label: str,
+                          kind: str, features: Sequence[str]) -> list[Finding]:
+    """Every check of `current` (with its split column), against `previous` where there is one."""
+    numeric = numeric_columns(current.schema, features)
+    now, splits = profile(current, label, features, numeric), split_profile(current, label, numeric)
+    before = None
+    if previous is not None:
+        kept = set(previous.schema.names)
+        before = profile(previous, label if label in kept else None, [f for f in features if f in kept],
+                         [c for c in numeric if c in kept])
+    return [label_balance(now, before, splits, kind), null_rates(now, before),
+            train_validation_shift(splits, numeric), correlation_stability(now, before)]
+
+
+def numeric_columns(schema: pa.Schema, features: Sequence[str]) -> list[str]:
+    """Features whose values are numbers (booleans are categories here)."""
+    return [f for f in features if _is_number(schema.field(f).type)]
+
+
+def profile(data: pa.Table | pa.RecordBatchReader, label: str | None, features: Sequence[str],
+            numeric: Sequence[str]) -> Profile:
+    types = {f.name: f.type for f in data.schema}
+    target = f"CAST({_q(label)} AS DOUBLE)" if label else "NULL::DOUBLE"
+    aggregates = [
+        "count(*) AS n", f"avg({target}) AS level", f"stddev_samp({target}) AS spread",
+        *(f"count({_value(f, types[f])}) AS n{i}" for i, f in enumerate(features)),
+        *(f"corr({_number(f)}, {target}) AS c{i}, stddev_samp({_number(f)}) AS s{i}, count({_number(f)}) AS k{i}"
+          for i, f in enumerate(numeric)),
+    ]
+    figures = query(f"SELECT {', '.join(aggregates)} FROM data", {"data": data}).to_pylist()[0]
+    rows = figures["n"]
+    correlations = {f: round(figures[f"c{i}"], 4) for i, f in enumerate(numeric)
+                    if figures[f"k{i}"] > 2 and figures[f"s{i}"] and figures["spread"] and figures[f"c{i}"] is not None}
+    return Profile(figures["level"] if rows else None,
+                   {f: round(1 - figures[f"n{i}"] / rows, 4) if rows else 0.0 for i, f in enumerate(features)},
+                   correlations)
+
+
+def split_profile(data: pa.Table, label: str, numeric: Sequence[str]) -> SplitProfile:
+    aggregates = [f"{_q(SPLIT)} AS split", f"count(DISTINCT {_q(label)}) AS classes",
+                  *(f"avg({_number(f)}) AS m{i}, stddev_samp({_number(f)}) AS s{i}" for i, f in enumerate(numeric))]
+    rows = query(f"SELECT {', '.join(aggregates)} FROM data WHERE {_q(SPLIT)} IS NOT NULL GROUP BY ALL",
+                 {"data": data}).to_pylist()
+    return SplitProfile({r["split"]: r["classes"] for r in rows},
+                        {r["split"]: {f: r[f"m{i}"] for i, f in enumerate(numeric)} for r in rows},
+                        {r["split"]: {f: r[f"s{i}"] for i, f in enumerate(numeric)} for r in rows})
+
+
+def label_balance(now: Profile, before: Profile | None, splits: SplitProfile, kind: str) -> Finding:
     """Both splits hold every class (binary), and the label's level moved little since the last version."""
-    level = _level(current[label], kind)
+    level = now.level or 0.0
     figures = {"level": level, "measure": "positive share" if kind == "binary" else "mean"}
     problems = []
     if kind == "binary":
-        for split, rows in current.groupby(SPLIT, observed=True):
-            if rows[label].nunique() < 2:
-                problems.append(f"the {split} split holds a single class")
-    if previous is not None and label in previous:
-        before = _level(previous[label], kind)
-        change = abs(level - before) / abs(before) if before else float(level != before)
-        figures |= {"previous_level": before, "relative_change": change}
+        problems += [f"the {split} split holds a single class" for split, n in splits.classes.items() if n < 2]
+    if before is not None and before.level is not None:
+        change = abs(level - before.level) / abs(before.level) if before.level else float(level != before.level)
+        figures |= {"previous_level": before.level, "relative_change": change}
         if change > LABEL_SHARE_CHANGE:
-            problems.append(f"the {figures['measure']} moved from {before:.4f} to {level:.4f}")
+            problems.append(f"the {figures['measure']} moved from {before.level:.4f} to {level:.4f}")
     return Finding("label_balance", not problems, {**figures, "problems": problems})
 
 
-def null_rates(current: pd.DataFrame, previous: pd.DataFrame | None, features: list[str]) -> Finding:
+def null_rates(now: Profile, before: Profile | None) -> Finding:
     """No feature is mostly missing, and none became much more often missing than in the last version."""
-    rates = current[features].isna().mean()
-    before = previous[[c for c in features if c in previous]].isna().mean() if previous is not None else pd.Series()
-    worse = {c: float(rates[c]) for c in features
-             if rates[c] > 0.5 or (c in before and rates[c] - before[c] > NULL_RATE_RISE)}
-    return Finding("feature_null_rates", not worse, {"null_rates": {c: round(float(r), 4) for c, r in rates.items()},
-                                                     "too_often_missing": worse})
+    earlier = before.null_rates if before is not None else {}
+    worse = {c: rate for c, rate in now.null_rates.items()
+             if rate > 0.5 or (c in earlier and rate - earlier[c] > NULL_RATE_RISE)}
+    return Finding("feature_null_rates", not worse, {"null_rates": now.null_rates, "too_often_missing": worse})
 
 
-def train_validation_shift(current: pd.DataFrame, numeric: list[str]) -> Finding:
+def train_validation_shift(splits: SplitProfile, numeric: Sequence[str]) -> Finding:
     """Validation rows look like training rows: a large shift makes validation metrics a poor guide."""
-    # The numeric columns only: copying every column of a year's rows costs gigabytes.
-    train = current.loc[current[SPLIT] == "train", numeric]
-    validation = current.loc[current[SPLIT] == "validation", numeric]
-    shifts = {}
-    for column in numeric:
-        spread = train[column].std()
-        if spread and not np.isnan(spread):
-            shifts[column] = round(float(abs(validation[column].mean() - train[column].mean()) / spread), 4)
+    train, validation = splits.means.get("train", {}), splits.means.get("validation", {})
+    spread = splits.spreads.get("train", {})
+    shifts = {c: round(abs(validation[c] - train[c]) / spread[c], 4) for c in numeric
+              if spread.get(c) and validation.get(c) is not None}
     shifted = {c: s for c, s in shifts.items() if s > SHIFT}
     return Finding("train_validation_shift", not shifted, {"standardized_mean_difference": shifts, "shifted": shifted})
 
 
-def correlation_stability(current: pd.DataFrame, previous: pd.DataFrame | None, label: str,
-                          numeric: list[str]) -> Finding:
+def correlation_stability(now: Profile, before: Profile | None) -> Finding:
     """Each feature relates to the label as it did in the last version (a changed relation is a new task)."""
-    now = _correlations(current, label, numeric)
-    if previous is None or label not in previous:
-        return Finding("correlation_stability", True, {"correlation_with_label": now, "previous": None})
-    before = _correlations(previous, label, [c for c in numeric if c in previous])
-    moved = {c: {"now": now[c], "before": before[c]} for c in now
-             if c in before and abs(now[c] - before[c]) > CORRELATION_CHANGE}
-    return Finding("correlation_stability", not moved, {"correlation_with_label": now, "moved": moved})
+    if before is None or before.level is None:
+        return Finding("correlation_stability", True, {"correlation_with_label": now.correlations, "previous": None})
+    moved = {c: {"now": now.correlations[c], "before": before.correlations[c]} for c in now.correlations
+             if c in before.correlations and abs(now.correlations[c] - before.correlations[c]) > CORRELATION_CHANGE}
+    return Finding("correlation_stability", not moved, {"correlation_with_label": now.correlations, "moved": moved})
 
 
-def _level(values: pd.Series, kind: str) -> float:
-    return float(values.astype(float).mean()) if len(values) else 0.0
+def _is_number(kind: pa.DataType) -> bool:
+    return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)
 
 
-def _correlations(frame: pd.DataFrame, label: str, numeric: list[str]) -> dict[str, float]:
-    target = frame[label].astype(float)
-    result = {}
-    for column in numeric:
-        values = frame[column].astype(float)
-        if values.notna().sum() > 2 and values.std() and target.std():
-            result[column] = round(float(values.corr(target)), 4)
-    return result
+def _value(column: str, kind: pa.DataType) -> str:
+    """The column with NaN as missing."""
+    return f"nullif({_q(column)}, 'NaN'::DOUBLE)" if pa.types.is_floating(kind) else _q(column)
+
+
+def _number(column: str) -> str:
+    """The column as a double, NaN as missing."""
+    return f"nullif(CAST({_q(column)} AS DOUBLE), 'NaN'::DOUBLE)"
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'

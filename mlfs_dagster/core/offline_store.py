@@ -415,6 +415,12 @@ class OfflineStore:
         snapshot = self.table(identifier).current_snapshot()
         return snapshot.snapshot_id if snapshot else None
 
+    def schema_at(self, identifier: str, snapshot_id: int) -> pa.Schema:
+        """The columns a snapshot was written with (a later schema may have added some)."""
+        metadata = self.table(identifier).metadata
+        schema_id = metadata.snapshot_by_id(snapshot_id).schema_id
+        return next(s for s in metadata.schemas if s.schema_id == schema_id).as_arrow()
+
     def tag(self, identifier: str, snapshot_id: int, name: str) -> None:
         self.table(identifier).manage_snapshots().create_tag(snapshot_id, name).commit()
 

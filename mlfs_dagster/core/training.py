@@ -61,21 +61,23 @@ def build_training_set(
                                     extra=label_on_spine)
     labelled = with_labels(view, store, spine, as_of, snapshots)
     del spine  # a copy is labelled: a year's spine is gigabytes
-    data = _ordered_and_split(view, feature_view.vectors(view, store, labelled, snapshots))
+    examples, split = _ordered_and_split(view, labelled)
+    del labelled
+    # The join keeps the spine's order: the vectors come out ordered and split, never copied to be.
+    data = feature_view.vectors(view, store, examples, snapshots).append_column(SPLIT, split)
     return TrainingSet(data, as_of, first_time, cutoff, snapshots)
 
 
-def _ordered_and_split(view: FeatureViewSpec, vectors: pa.Table) -> pa.Table:
-    """The rows in a fixed order, split by time, those in the gap dropped, in one copy (sorting, then filtering
-    would copy a year's rows twice).
+def _ordered_and_split(view: FeatureViewSpec, spine: pa.Table) -> tuple[pa.Table, pa.Array]:
+    """The spine's rows in a fixed order, those in the gap dropped, in one copy; and each one's split.
 
     A fixed order: learners' own validation splits depend on it, so the same version and seed must always see
     the rows the same way, however the raw files happen to be laid out.
     """
-    order = pc.sort_indices(vectors, [(view.spine_time, "ascending"), *((k, "ascending") for k in view.spine_keys)])
-    split = time_split(vectors[view.spine_time].take(order), view.split.validation_fraction, view.split.gap)
+    order = pc.sort_indices(spine, [(view.spine_time, "ascending"), *((k, "ascending") for k in view.spine_keys)])
+    split = time_split(spine[view.spine_time].take(order), view.split.validation_fraction, view.split.gap)
     kept = pc.is_valid(split)
-    return vectors.take(order.filter(kept)).append_column(SPLIT, split.filter(kept))
+    return spine.take(order.filter(kept)), split.filter(kept)
 
 
 def with_labels(view: FeatureViewSpec, store: OfflineStore, spine: pa.Table, as_of: dt.datetime,
