@@ -37,8 +37,8 @@ class FeatureMatrix(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
         matrix = np.empty((len(X), len(self.categorical) + len(self.numerical)), dtype=np.float32)
         for i, (column, positions) in enumerate(zip(self.categorical, self.positions_)):
             matrix[:, i] = _codes(X[column], positions)
-        if self.numerical:  # in one selection: a column at a time costs pandas' overhead per column
-            matrix[:, len(self.categorical):] = X[list(self.numerical)].to_numpy(np.float32, na_value=np.nan)
+        for i, column in enumerate(self.numerical, start=len(self.categorical)):  # a column at a time: no copy of all
+            matrix[:, i] = X[column].to_numpy(np.float32, na_value=np.nan)
         return matrix
 
     def _rows(self, X: pd.DataFrame) -> np.ndarray:

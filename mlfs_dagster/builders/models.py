@@ -23,7 +23,14 @@ from pydantic import Field
 from mlfs_dagster.builders.common import asset_key, group_name
 from mlfs_dagster.core.drift import drifted_periods
 from mlfs_dagster.core.specs import ModelSpec, System
-from mlfs_dagster.core.training import SPLIT, evaluate, fit_and_evaluate, gate_failures, monitoring_reference
+from mlfs_dagster.core.training import (
+    SPLIT,
+    as_frame,
+    evaluate,
+    fit_and_evaluate,
+    gate_failures,
+    monitoring_reference,
+)
 from mlfs_dagster.resources import ModelRegistryResource, OfflineStoreResource
 
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -84,7 +91,7 @@ def _candidate_asset(system: System, model: ModelSpec) -> AssetsDefinition:
                 check_results=[AssetCheckResult(check_name=GATES, passed=same.tags.get("gates_passed") == "true",
                                                 metadata=decided)],
             )
-        frame = store.read(view.table, _columns_used(store, model, champion), snapshot_id=snapshot_id).to_pandas()
+        frame = as_frame(store.read(view.table, _columns_used(store, model, champion), snapshot_id=snapshot_id))
         fitted, metrics, validation_outputs = fit_and_evaluate(model, frame, seed)
         champion_metrics = _champion_on(registry, model, champion, frame) if champion else None
         failures = gate_failures(model.gates, metrics, champion_metrics)

@@ -84,9 +84,9 @@ def training_set_asset(system: System, view: FeatureViewSpec) -> AssetsDefinitio
         built = build_training_set(store, view, _as_of(context, system, view, config),
                                    history_start(system) + view.training_start_offset)
         version, snapshot_id, changed = _stored_version(store, view, built.data)
-        inputs = _inputs_metadata(built)
-        del built  # a year's rows are gigabytes: the checks read back what was written
-        written = store.read(view.table, snapshot_id=snapshot_id)
+        # The version's rows are checked as built (equal to what is stored): read back, a year's would be held twice.
+        inputs, written = _inputs_metadata(built), built.data
+        del built
         leaks = audit.rows_with_future_features(written, view.spine_time,
                                                 tuple(view.matched_time_column(s) for s in view.selections))
         labels = written.group_by([SPLIT, label.column]).aggregate([([], "count_all")]).to_pylist()
@@ -202,13 +202,17 @@ def _rows_by_split(written) -> list[dict]:
 
 
 def _same_rows(store, table: str, snapshot_id: int, data: pa.Table) -> bool:
-    """Whether a stored version holds exactly `data`, compared a batch at a time as it streams."""
+    """Whether a stored version holds exactly `data`: the same count and columns, then the values, a column at
+    a time as they stream (reading every column at once would hold a file's rows of all of them)."""
+    if store.rows_at(table, snapshot_id) != data.num_rows:
+        return False
     if store.schema_at(table, snapshot_id).names != data.schema.names:
         return False
-    offset = 0
-    for batch in store.read_batches(table, tuple(data.column_names), snapshot_id=snapshot_id):
-        piece = data.slice(offset, batch.num_rows)
-        if piece.num_rows != batch.num_rows or not pa.Table.from_batches([batch]).equals(piece.cast(batch.schema)):
-            return False
-        offset += batch.num_rows
-    return offset == data.num_rows
+    for name in data.column_names:
+        offset = 0
+        for batch in store.read_batches(table, (name,), snapshot_id=snapshot_id):
+            stored = pa.chunked_array([batch.column(0)])
+            if not stored.equals(data[name].slice(offset, len(stored)).cast(stored.type)):
+                return False
+            offset += len(stored)
+    return True

@@ -421,6 +421,11 @@ class OfflineStore:
         schema_id = metadata.snapshot_by_id(snapshot_id).schema_id
         return next(s for s in metadata.schemas if s.schema_id == schema_id).as_arrow()
 
+    def rows_at(self, identifier: str, snapshot_id: int) -> int:
+        """A snapshot's row count, from its summary: no data file is read."""
+        summary = self.table(identifier).metadata.snapshot_by_id(snapshot_id).summary
+        return int(summary["total-records"]) if summary else 0
+
     def tag(self, identifier: str, snapshot_id: int, name: str) -> None:
         self.table(identifier).manage_snapshots().create_tag(snapshot_id, name).commit()
 

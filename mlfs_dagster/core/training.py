@@ -199,13 +199,22 @@ def monitoring_reference(model_spec: ModelSpec, frame: pd.DataFrame, validation_
     drift.
     """
     time = model_spec.feature_view.spine_time
-    train = frame[frame[SPLIT] == "train"]
+    train = frame.loc[frame[SPLIT] == "train", [time]]  # rows chosen on their times: a year's rows copied once
     if model_spec.drift_reference_window is not None and not train.empty:
         train = latest_window(train, time, model_spec.drift_reference_window, drifted)
     if len(train) > REFERENCE_ROWS:
         train = train.sample(REFERENCE_ROWS, random_state=0).sort_values(time)
-    return {"training_rows": train[[*model_spec.features, time]].reset_index(drop=True),
+    return {"training_rows": frame.loc[train.index, [*model_spec.features, time]].reset_index(drop=True),
             "validation_outputs": pd.DataFrame({model_spec.output_column: validation_outputs})}
+
+
+def as_frame(table: pa.Table) -> pd.DataFrame:
+    """A table read to train on, as pandas, its Arrow memory handed back as it converts: a year's training set
+    would otherwise be held twice, and Arrow's allocator keeps what it frees for itself."""
+    frame = table.to_pandas(self_destruct=True)
+    del table
+    pa.default_memory_pool().release_unused()
+    return frame
 
 
 def validation_outputs_of(model_spec: ModelSpec, frame: pd.DataFrame, fitted) -> np.ndarray:
