@@ -5,8 +5,9 @@ import datetime as dt
 
 import pyarrow as pa
 import pytest
+from pyiceberg.expressions import AlwaysTrue
 
-from mlfs_dagster.core.offline_store import OfflineStore, PublishConflictError, TimeRange
+from mlfs_dagster.core.offline_store import OfflineStore, PublishConflictError, TimeRange, between_bounds
 
 UTC_US = pa.timestamp("us", tz="UTC")
 SCHEMA = pa.schema([("id", pa.string()), ("event_time", UTC_US)])
@@ -205,3 +206,14 @@ def test_parallel_steps_creating_tables_in_a_new_catalog_all_succeed(tmp_path):
         for process in processes:
             process.join()
         assert [p.exitcode for p in processes] == [0, 0, 0, 0]
+
+
+def test_a_scan_between_the_bounds_of_some_keys_returns_every_row_holding_one_of_them(store):
+    store.replace_range("db.t", rows(("a1", at(1)), ("m5", at(2)), ("z9", at(3))), "event_time", ONE_DAY)
+    store.replace_range("db.t", rows(("b2", at(1, NEXT)), ("q7", at(2, NEXT))), "event_time", NEXT_DAY)
+    wanted = pa.chunked_array([["q7", None, "b2"]])
+    assert ids(store.read("db.t", where=between_bounds("id", wanted))) == ["b2", "m5", "q7"]
+    times = pa.chunked_array([pa.array([at(2), at(1, NEXT)], UTC_US)])
+    assert ids(store.read("db.t", where=between_bounds("event_time", times))) == ["b2", "m5", "z9"]
+    assert store.read("db.t", where=between_bounds("id", pa.chunked_array([pa.nulls(2, pa.string())]))).num_rows == 0
+    assert between_bounds("score", pa.chunked_array([[0.5]])) == AlwaysTrue()  # floats are not bounded

@@ -70,8 +70,9 @@ def predictions_asset(system: System, model: ModelSpec) -> AssetsDefinition:
         for chunk in chunks(time_range, system.step):  # each its own commit of whole periods
             scored = _scored(model, store, fitted, champion.version, chunk)
             snapshot_id = store.replace_range(model.predictions_table, scored, view.spine_time, chunk)
+            outputs = scored.select([view.spine_time, model.output_column])  # all a period's figures need
             add_partition_metadata(context, system, {
-                period.start: _figures(period.rows_of(scored, view.spine_time), model)
+                period.start: _figures(period.rows_of(outputs, view.spine_time), model)
                 for period in period_ranges(chunk, system.step)
             })
         return MaterializeResult(metadata={**table_metadata(model.predictions_table, scored.schema, docs),
@@ -93,6 +94,6 @@ def _scored(model: ModelSpec, store: OfflineStore, fitted, version: str, time_ra
 def _figures(period_rows: pa.Table, model: ModelSpec) -> dict:
     figures = {"dagster/row_count": period_rows.num_rows}
     if model.feature_view.label.kind == "binary":
-        alerts = pc.sum(pc.greater_equal(period_rows["score"], model.alert_threshold)).as_py() or 0
+        alerts = pc.sum(pc.greater_equal(period_rows[model.output_column], model.alert_threshold)).as_py() or 0
         figures["alerts"] = alerts
     return figures

@@ -45,11 +45,11 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyiceberg.expressions import Not
+from pyiceberg.expressions import And, Not
 
 from mlfs_dagster.core.engine import query
 from mlfs_dagster.core.landing import DAILY, UTC_US, LandingFileError, LandingZone, parse_timestamps
-from mlfs_dagster.core.offline_store import OfflineStore, TimeRange, any_of
+from mlfs_dagster.core.offline_store import OfflineStore, TimeRange, any_of, between_bounds
 from mlfs_dagster.core.specs import SourceSpec
 
 REASON = "_reason"
@@ -237,11 +237,14 @@ def _published_elsewhere(
     """Unique columns of `rows` already published outside the periods being replaced, with their earliest
     time there.
 
-    The published table streams through DuckDB against the delivery's keys, so it is never held in memory.
+    The published table streams through DuckDB against the delivery's keys, so it is never held in memory;
+    only its rows within the delivered keys' bounds are read (a month of sequential keys is a month of files,
+    not the whole table).
     """
     unique, keys, time = spec.unique_on, _quoted(spec.unique_on), spec.time_column
     columns = tuple(dict.fromkeys((*unique, time)))
-    published = store.read_batches(spec.table, columns, Not(any_of(ranges, time)), snapshot_id=base)
+    where = And(Not(any_of(ranges, time)), *(between_bounds(k, rows[k]) for k in unique))
+    published = store.read_batches(spec.table, columns, where, snapshot_id=base)
     return query(
         f'SELECT {keys}, min("{time}") AS _published '
         f"FROM published SEMI JOIN delivered USING ({keys}) GROUP BY ALL",

@@ -34,7 +34,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.exceptions import CommitFailedException, NoSuchTableError
-from pyiceberg.expressions import AlwaysTrue, And, BooleanExpression, GreaterThanOrEqual, LessThan, Or
+from pyiceberg.expressions import (
+    AlwaysFalse,
+    AlwaysTrue,
+    And,
+    BooleanExpression,
+    GreaterThanOrEqual,
+    LessThan,
+    LessThanOrEqual,
+    Or,
+)
 from pyiceberg.transforms import DayTransform
 from sqlalchemy import make_url
 from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
@@ -88,6 +97,22 @@ def any_of(ranges: Sequence[TimeRange], column: str) -> BooleanExpression:
     """Rows whose `column` falls in any of `ranges`."""
     filters = [r.filter(column) for r in ranges]
     return filters[0] if len(filters) == 1 else Or(*filters)
+
+
+def between_bounds(column: str, values: pa.ChunkedArray) -> BooleanExpression:
+    """Rows whose `column` lies between the least and the greatest of `values`: all that a scan for rows
+    matching any of them needs, and files whose statistics lie outside are skipped (sequential or
+    time-ordered keys, the usual kind, leave a few files). Null values match nothing; other types than
+    strings, integers and times are not bounded."""
+    kind = values.type
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind)
+            or pa.types.is_temporal(kind)):
+        return AlwaysTrue()
+    least, greatest = (scalar.as_py() for scalar in pc.min_max(values).values())
+    if least is None:
+        return AlwaysFalse()
+    literal = (lambda v: v.isoformat()) if pa.types.is_temporal(kind) else (lambda v: v)
+    return And(GreaterThanOrEqual(column, literal(least)), LessThanOrEqual(column, literal(greatest)))
 
 
 # Snapshot summary property of a staged write: the main snapshot its branch was forked from.

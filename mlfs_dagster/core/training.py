@@ -199,12 +199,14 @@ def monitoring_reference(model_spec: ModelSpec, frame: pd.DataFrame, validation_
     drift.
     """
     time = model_spec.feature_view.spine_time
-    train = frame.loc[frame[SPLIT] == "train", [time]]  # rows chosen on their times: a year's rows copied once
+    # Rows chosen on their times, by position (whatever the frame's index), then copied: not a year's first.
+    is_train = (frame[SPLIT] == "train").to_numpy()
+    train = frame.loc[is_train, [time]].set_axis(np.flatnonzero(is_train))
     if model_spec.drift_reference_window is not None and not train.empty:
         train = latest_window(train, time, model_spec.drift_reference_window, drifted)
     if len(train) > REFERENCE_ROWS:
         train = train.sample(REFERENCE_ROWS, random_state=0).sort_values(time)
-    return {"training_rows": frame.loc[train.index, [*model_spec.features, time]].reset_index(drop=True),
+    return {"training_rows": frame.iloc[train.index][[*model_spec.features, time]].reset_index(drop=True),
             "validation_outputs": pd.DataFrame({model_spec.output_column: validation_outputs})}
 
 
