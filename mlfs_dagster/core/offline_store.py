@@ -103,15 +103,15 @@ def between_bounds(column: str, values: pa.ChunkedArray) -> BooleanExpression:
     """Rows whose `column` lies between the least and the greatest of `values`: all that a scan for rows
     matching any of them needs, and files whose statistics lie outside are skipped (sequential or
     time-ordered keys, the usual kind, leave a few files). Null values match nothing; other types than
-    strings, integers and times are not bounded."""
+    strings, integers, timestamps and dates are not bounded."""
     kind = values.type
-    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind)
-            or pa.types.is_temporal(kind)):
+    is_time = pa.types.is_timestamp(kind) or pa.types.is_date(kind)
+    if not (is_time or pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind)):
         return AlwaysTrue()
     least, greatest = (scalar.as_py() for scalar in pc.min_max(values).values())
     if least is None:
         return AlwaysFalse()
-    literal = (lambda v: v.isoformat()) if pa.types.is_temporal(kind) else (lambda v: v)
+    literal = (lambda v: v.isoformat()) if is_time else (lambda v: v)
     return And(GreaterThanOrEqual(column, literal(least)), LessThanOrEqual(column, literal(greatest)))
 
 
