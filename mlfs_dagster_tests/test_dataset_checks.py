@@ -5,7 +5,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from mlfs_dagster.core.dataset_checks import training_set_findings
+from mlfs_dagster.core.dataset_checks import Profile, profile, training_set_findings
 
 
 def version(positive_share: float, rows: int = 200, seed: int = 0, x_shift: float = 0.0, x_missing: float = 0.0):
@@ -19,11 +19,16 @@ def version(positive_share: float, rows: int = 200, seed: int = 0, x_shift: floa
 
 
 def findings(current: pd.DataFrame, previous: pd.DataFrame | None = None, stream: bool = False) -> dict:
-    """The findings by name; the previous version as a table, or streamed as the training-set asset reads it."""
-    before = None if previous is None else pa.Table.from_pandas(previous, preserve_index=False)
-    if stream and before is not None:
-        before = pa.RecordBatchReader.from_batches(before.schema, before.to_batches(max_chunksize=50))
-    found = training_set_findings(pa.Table.from_pandas(current, preserve_index=False), before, "y", "binary", ["x"])
+    """The findings by name. The previous version profiled from a table, or from batches streamed as a version
+    written before profiles were kept is read, and its profile through the JSON a snapshot's summary keeps."""
+    before = None
+    if previous is not None:
+        rows = pa.Table.from_pandas(previous, preserve_index=False)
+        if stream:
+            rows = pa.RecordBatchReader.from_batches(rows.schema, rows.to_batches(max_chunksize=50))
+        before = Profile.from_json(profile(rows, "y", ["x"]).to_json())
+    table = pa.Table.from_pandas(current, preserve_index=False)
+    found = training_set_findings(table, profile(table, "y", ["x"]), before, "y", "binary", ["x"])
     return {f.name: f for f in found}
 
 

@@ -3,6 +3,7 @@
 import datetime as dt
 
 import pyarrow.compute as pc
+import pytest
 from dagster import AssetKey, AssetSelection, build_sensor_context
 
 from card_fraud.demo import performance
@@ -51,6 +52,18 @@ def test_training_set_version_has_no_future_features_and_mature_labels_only(worl
         matched = data[f"{group}_event_time"]
         assert pc.sum(pc.greater(matched, data["event_time"])).as_py() in (0, None)
     assert any(name.startswith("fraud_training_set_v") for name in store.tags(TRAINING_SET))
+
+
+def test_each_training_set_version_keeps_the_profile_the_next_one_is_checked_against(world):
+    from mlfs_dagster.builders.training import PROFILE
+    from mlfs_dagster.core.dataset_checks import Profile
+
+    store = world.store()
+    for snapshot_id in store.tags(TRAINING_SET).values():
+        kept = Profile.from_json(store.summary_at(TRAINING_SET, snapshot_id)[PROFILE])
+        data = store.read(TRAINING_SET, ("is_fraud", "amount_to_mean_7d"), snapshot_id=snapshot_id)
+        assert kept.level == pytest.approx(pc.mean(data["is_fraud"].cast("double")).as_py())
+        assert kept.null_rates["amount_to_mean_7d"] == round(data["amount_to_mean_7d"].null_count / data.num_rows, 4)
 
 
 def test_training_set_version_rebuilds_exactly_from_its_input_snapshots(world):

@@ -31,13 +31,14 @@ from mlfs_dagster.builders.common import (
 )
 from mlfs_dagster.builders.raw import DELIVERY
 from mlfs_dagster.core import audit
-from mlfs_dagster.core.dataset_checks import training_set_findings
+from mlfs_dagster.core.dataset_checks import Profile, profile, training_set_findings
 from mlfs_dagster.core.ingest import PUBLISHED
 from mlfs_dagster.core.specs import Column, FeatureViewSpec, System
 from mlfs_dagster.core.training import SPLIT, TrainingSet, build_training_set
 from mlfs_dagster.resources import OfflineStoreResource
 
 NO_FUTURE_FEATURES = "no_future_features"
+PROFILE = "mlfs.dataset-profile"  # snapshot summary property: the version's `dataset_checks.Profile`
 
 
 class TrainingSetConfig(Config):
@@ -83,14 +84,17 @@ def training_set_asset(system: System, view: FeatureViewSpec) -> AssetsDefinitio
         store = offline_store.open()
         built = build_training_set(store, view, _as_of(context, system, view, config),
                                    history_start(system) + view.training_start_offset)
-        version, snapshot_id, changed = _stored_version(store, view, built.data)
+        features = _features(view, built.data)
+        now = profile(built.data, label.column, features)
+        version, snapshot_id, changed = _stored_version(store, view, built.data, {PROFILE: now.to_json()})
         # The version's rows are checked as built (equal to what is stored): read back, a year's would be held twice.
         inputs, written = _inputs_metadata(built), built.data
         del built
         leaks = audit.rows_with_future_features(written, view.spine_time,
                                                 tuple(view.matched_time_column(s) for s in view.selections))
         labels = written.group_by([SPLIT, label.column]).aggregate([([], "count_all")]).to_pylist()
-        findings = _dataset_findings(store, view, version, written)
+        findings = training_set_findings(written, now, _previous_profile(store, view, version, features),
+                                         label.column, label.kind, features)
         return MaterializeResult(
             metadata={
                 **table_metadata(view.table, written.schema, docs),
@@ -122,13 +126,13 @@ def _inputs_metadata(built: TrainingSet) -> dict:
             "label_cutoff": built.label_cutoff.isoformat()}
 
 
-def _stored_version(store, view: FeatureViewSpec, data) -> tuple[str, int, bool]:
-    """The version holding `data`: the latest one if it has the same rows, else a new one written and tagged.
-    Returns its tag, snapshot id, and whether it is new."""
+def _stored_version(store, view: FeatureViewSpec, data, properties: dict[str, str]) -> tuple[str, int, bool]:
+    """The version holding `data`: the latest one if it has the same rows, else a new one written (with
+    `properties` in its snapshot's summary) and tagged. Returns its tag, snapshot id, and whether it is new."""
     previous = _latest_version(store, view)
     if previous and _same_rows(store, view.table, previous[1], data):
         return previous[0], previous[1], False  # nothing new to learn from
-    snapshot_id = store.replace_all(view.table, data)
+    snapshot_id = store.replace_all(view.table, data, properties)
     version = f"{view.asset_name}_v{len(store.tags(view.table)) + 1}"
     store.tag(view.table, snapshot_id, version)
     return version, snapshot_id, True
@@ -173,21 +177,26 @@ DATASET_CHECKS = {
 }
 
 
-def _dataset_findings(store, view: FeatureViewSpec, version: str, written: pa.Table):
-    """The ML checks of this version against itself and against the version before it (streamed: never two
-    versions in memory at once)."""
-    tags = store.tags(view.table)
-    number = int(version.rsplit("_v", 1)[1])
-    previous_id = tags.get(f"{view.asset_name}_v{number - 1}")
+def _features(view: FeatureViewSpec, data: pa.Table) -> list[str]:
+    """The columns the dataset checks look at: all but keys, times, the label and the split."""
     not_features = {*view.spine_keys, view.spine_time, view.label.column, SPLIT,
                     *(view.matched_time_column(s) for s in view.selections)}
-    features = [c for c in written.column_names if c not in not_features]
-    previous = None
-    if previous_id:
-        held = set(store.schema_at(view.table, previous_id).names)
-        previous = store.read_batches(view.table, tuple(c for c in (*features, view.label.column) if c in held),
-                                      snapshot_id=previous_id)
-    return training_set_findings(written, previous, view.label.column, view.label.kind, features)
+    return [c for c in data.column_names if c not in not_features]
+
+
+def _previous_profile(store, view: FeatureViewSpec, version: str, features: list[str]) -> Profile | None:
+    """The profile of the version before `version`: kept in its snapshot's summary, or (versions written
+    before profiles were kept) computed from its rows, streamed."""
+    number = int(version.rsplit("_v", 1)[1])
+    previous_id = store.tags(view.table).get(f"{view.asset_name}_v{number - 1}")
+    if previous_id is None:
+        return None
+    kept = store.summary_at(view.table, previous_id).get(PROFILE)
+    if kept is not None:
+        return Profile.from_json(kept)
+    held = set(store.schema_at(view.table, previous_id).names)
+    columns = tuple(c for c in (*features, view.label.column) if c in held)
+    return profile(store.read_batches(view.table, columns, snapshot_id=previous_id), view.label.column, features)
 
 
 def _latest_version(store, view: FeatureViewSpec) -> tuple[str, int] | None:

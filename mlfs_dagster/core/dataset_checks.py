@@ -11,6 +11,8 @@ counts as missing, as pandas counts it.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -34,11 +36,19 @@ class Finding:
 
 @dataclass(frozen=True)
 class Profile:
-    """What the checks compare of one version's rows, from one pass over them."""
+    """What the checks compare of one version's rows, from one pass over them; kept with the version (JSON),
+    so the next one is checked against it without reading it again."""
 
     level: float | None  # the label's mean: the positive share of a binary label; None without the label
     null_rates: dict[str, float]
     correlations: dict[str, float]  # of each numeric feature with the label, where both vary
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Profile:
+        return cls(**json.loads(text))
 
 
 @dataclass(frozen=True)
@@ -50,16 +60,12 @@ class SplitProfile:
     spreads: dict[str, dict[str, float | None]]  # split -> feature -> sample standard deviation
 
 
-def training_set_findings(current: pa.Table, previous: pa.Table | pa.RecordBatchReader | None, label: str,
-                          kind: str, features: Sequence[str]) -> list[Finding]:
-    """Every check of `current` (with its split column), against `previous` where there is one."""
+def training_set_findings(current: pa.Table, now: Profile, before: Profile | None, label: str, kind: str,
+                          features: Sequence[str]) -> list[Finding]:
+    """Every check of `current` (with its split column), whose profile is `now`, against the previous
+    version's where there is one."""
     numeric = numeric_columns(current.schema, features)
-    now, splits = profile(current, label, features, numeric), split_profile(current, label, numeric)
-    before = None
-    if previous is not None:
-        kept = set(previous.schema.names)
-        before = profile(previous, label if label in kept else None, [f for f in features if f in kept],
-                         [c for c in numeric if c in kept])
+    splits = split_profile(current, label, numeric)
     return [label_balance(now, before, splits, kind), null_rates(now, before),
             train_validation_shift(splits, numeric), correlation_stability(now, before)]
 
@@ -69,9 +75,12 @@ def numeric_columns(schema: pa.Schema, features: Sequence[str]) -> list[str]:
     return [f for f in features if _is_number(schema.field(f).type)]
 
 
-def profile(data: pa.Table | pa.RecordBatchReader, label: str | None, features: Sequence[str],
-            numeric: Sequence[str]) -> Profile:
+def profile(data: pa.Table | pa.RecordBatchReader, label: str, features: Sequence[str]) -> Profile:
+    """A version's profile, from its rows (a table, or batches streamed once); columns it lacks are left out."""
     types = {f.name: f.type for f in data.schema}
+    features = [f for f in features if f in types]
+    numeric = numeric_columns(data.schema, features)
+    label = label if label in types else None
     target = f"CAST({_q(label)} AS DOUBLE)" if label else "NULL::DOUBLE"
     aggregates = [
         "count(*) AS n", f"avg({target}) AS level", f"stddev_samp({target}) AS spread",

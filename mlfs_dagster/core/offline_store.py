@@ -361,15 +361,16 @@ class OfflineStore:
 
         return self._retry_commit(move_main_back)
 
-    def replace_all(self, identifier: str, data: pa.Table) -> int:
+    def replace_all(self, identifier: str, data: pa.Table, properties: dict[str, str] | None = None) -> int:
         """Replace the whole (unpartitioned) table with `data`, in one commit; returns the snapshot id.
+        `properties` go into the snapshot's summary.
 
         Each snapshot is a complete version, so a column `data` no longer has is written as nulls; older
         versions keep their values, read by time travel.
         """
         def write() -> int:
             table = self.ensure_table(identifier, data.schema, None)
-            return _overwrite(table, _with_null_columns(data, table_schema(table)), AlwaysTrue())
+            return _overwrite(table, _with_null_columns(data, table_schema(table)), AlwaysTrue(), properties=properties)
 
         return self._retry_commit(write)
 
@@ -446,10 +447,14 @@ class OfflineStore:
         schema_id = metadata.snapshot_by_id(snapshot_id).schema_id
         return next(s for s in metadata.schemas if s.schema_id == schema_id).as_arrow()
 
+    def summary_at(self, identifier: str, snapshot_id: int) -> dict[str, str]:
+        """A snapshot's summary: its counts and the properties it was written with."""
+        summary = self.table(identifier).metadata.snapshot_by_id(snapshot_id).summary
+        return dict(summary.additional_properties) if summary else {}
+
     def rows_at(self, identifier: str, snapshot_id: int) -> int:
         """A snapshot's row count, from its summary: no data file is read."""
-        summary = self.table(identifier).metadata.snapshot_by_id(snapshot_id).summary
-        return int(summary["total-records"]) if summary else 0
+        return int(self.summary_at(identifier, snapshot_id).get("total-records", 0))
 
     def tag(self, identifier: str, snapshot_id: int, name: str) -> None:
         self.table(identifier).manage_snapshots().create_tag(snapshot_id, name).commit()
