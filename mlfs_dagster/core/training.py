@@ -213,8 +213,7 @@ def monitoring_reference(model_spec: ModelSpec, frame: pd.DataFrame, validation_
 def as_frame(table: pa.Table) -> pd.DataFrame:
     """A table read to train on, as pandas, its Arrow memory handed back as it converts: a year's training set
     would otherwise be held twice, and Arrow's allocator keeps what it frees for itself."""
-    frame = table.to_pandas(self_destruct=True)
-    del table
+    frame = table.to_pandas(self_destruct=True)  # the table is unusable afterwards: its buffers are freed
     pa.default_memory_pool().release_unused()
     return frame
 
